@@ -1,0 +1,171 @@
+"""Command line: ``python -m inversion_core generate|reconstruct|style|edit|render ...``.
+
+A thin layer over the public API: parse arguments into a RunConfig, load the CLIP, call one task
+function, write PNGs (and optionally the INR, to re-render it at another size with ``render``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .augment import AugmentConfig
+from .clip_models import PRECISIONS, load_clip
+from .image_io import load_image, load_inr, save_image, save_inr
+from .inr import OUTPUTS, INRConfig
+from .optimise import InversionResult, RunConfig, StepProgress
+from .schedules import SCHEDULES, ScheduleConfig
+from .tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH, DEFAULT_FIT_STEPS
+
+
+class ProgressBar:
+    """A one-line terminal progress bar fed by the optimiser's step callback."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
+        self.stream, self.width, self.start = stream, width, time.perf_counter()
+
+    def __call__(self, progress: StepProgress) -> None:
+        done = progress.step / progress.total
+        rate = progress.step / max(time.perf_counter() - self.start, 1e-9)
+        bar = "#" * round(done * self.width)
+        self.stream.write(
+            f"\r[{bar:<{self.width}}] step {progress.step}/{progress.total} loss {progress.loss:.4f} {rate:.1f} it/s"
+        )
+        if progress.step == progress.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("CLIP model")
+    group.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32), a model-config .json, or hf-hub:org/repo; "
+                       "may be omitted when --weights has a same-name .json beside it")
+    group.add_argument("--weights", help="a .safetensors/.bin/.pt file or an open_clip pretrained tag (online only); "
+                       "omit for random weights")
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
+    group.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="CLIP weight precision (default fp32)")
+
+
+def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
+    run, inr, sched, aug = RunConfig(), INRConfig(), ScheduleConfig(), AugmentConfig()
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
+    group.add_argument("--width", type=int, default=run.width, help=f"render width in pixels (default {run.width})")
+    group.add_argument("--height", type=int, default=run.height, help=f"render height in pixels (default {run.height})")
+    group.add_argument("--seed", type=int, default=0, help="random seed; image i of a batch uses seed + i (default 0)")
+    group.add_argument("--lr", type=float, default=sched.lr, help=f"peak learning rate (default {sched.lr:g})")
+    group.add_argument("--schedule", default=sched.kind, choices=SCHEDULES, help=f"layer schedule (default {sched.kind})")
+    group.add_argument("--views", type=int, default=aug.views, help=f"augmented views per step (default {aug.views})")
+    group.add_argument("--inr-width", type=int, default=inr.width, help=f"INR hidden width (default {inr.width})")
+    group.add_argument("--inr-layers", type=int, default=inr.hidden_layers,
+                       help=f"INR hidden layers (default {inr.hidden_layers})")
+    group.add_argument("--omega", type=float, default=inr.omega, help=f"sine frequency ω (default {inr.omega:g})")
+    group.add_argument("--bias-scale", type=float, default=inr.first_bias_scale,
+                       help=f"FINER first-layer bias scale k (default {inr.first_bias_scale:g})")
+    group.add_argument("--output-activation", default=inr.output, choices=OUTPUTS,
+                       help=f"squashing of the INR output to [0, 1] (default {inr.output})")
+    group.add_argument("--save-inr", type=Path, help="also save the INR (.safetensors) to re-render it later")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        steps=args.steps, width=args.width, height=args.height,
+        inr=INRConfig(hidden_layers=args.inr_layers, width=args.inr_width, omega=args.omega,
+                      first_bias_scale=args.bias_scale, output=args.output_activation),
+        schedule=ScheduleConfig(kind=args.schedule, lr=args.lr),
+        augment=AugmentConfig(views=args.views),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inversion_core", description="CLIP inversion (CLIP⁻¹): images from a frozen CLIP.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="text to image")
+    generate.add_argument("--prompt", action="append", required=True, help="what to show; repeat for a batch")
+    generate.add_argument("--negative", help="negative prompt (pushed away with weight 0.5)")
+    generate.add_argument("--out", type=Path, required=True, help="output PNG; a batch writes NAME_0.png, NAME_1.png, ...")
+
+    recon = commands.add_parser("reconstruct", help="invert an image's CLIP embedding")
+    recon.add_argument("--image", type=Path, required=True, help="input image")
+    recon.add_argument("--out", type=Path, required=True, help="output PNG")
+
+    style = commands.add_parser("style", help="style transfer")
+    style.add_argument("--content", type=Path, required=True, help="content image")
+    source = style.add_mutually_exclusive_group(required=True)
+    source.add_argument("--style", help="style prompt")
+    source.add_argument("--style-image", type=Path, help="style image")
+    style.add_argument("--content-weight", type=float, default=DEFAULT_CONTENT_WEIGHT,
+                       help=f"weight of the layout-keeping term (default {DEFAULT_CONTENT_WEIGHT:g})")
+    style.add_argument("--fit-steps", type=int, default=DEFAULT_FIT_STEPS,
+                       help=f"steps fitting the INR to the content first (default {DEFAULT_FIT_STEPS})")
+    style.add_argument("--out", type=Path, required=True, help="output PNG")
+
+    edit = commands.add_parser("edit", help="text-guided edit")
+    edit.add_argument("--image", type=Path, required=True, help="input image")
+    edit.add_argument("--edit", required=True, help="prompt describing the edited image")
+    edit.add_argument("--source", help="prompt describing the input image (edit direction = edit - source)")
+    edit.add_argument("--strength", type=float, default=DEFAULT_EDIT_STRENGTH,
+                      help=f"edit strength α (default {DEFAULT_EDIT_STRENGTH:g})")
+    edit.add_argument("--fit-steps", type=int, default=DEFAULT_FIT_STEPS,
+                      help=f"steps fitting the INR to the image first (default {DEFAULT_FIT_STEPS})")
+    edit.add_argument("--out", type=Path, required=True, help="output PNG")
+
+    for sub, steps in ((generate, 400), (recon, 400), (style, 400), (edit, DEFAULT_EDIT_STEPS)):
+        _add_model_args(sub)
+        _add_run_args(sub, steps)
+
+    render = commands.add_parser("render", help="re-render a saved INR at any size")
+    render.add_argument("--inr", type=Path, required=True, help="INR file written by --save-inr")
+    render.add_argument("--width", type=int, required=True, help="output width in pixels")
+    render.add_argument("--height", type=int, required=True, help="output height in pixels")
+    render.add_argument("--out", type=Path, required=True, help="output PNG; a batch writes NAME_0.png, ...")
+    return parser
+
+
+def _output_paths(out: Path, count: int) -> list[Path]:
+    return [out] if count == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}") for i in range(count)]
+
+
+def _run_task(args: argparse.Namespace) -> InversionResult:
+    from . import tasks
+
+    clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision)
+    config = _run_config(args)
+    callback = None if args.quiet else ProgressBar()
+    if args.command == "generate":
+        return tasks.text_to_image(clip, args.prompt, config, negative_prompt=args.negative, seed=args.seed, callback=callback)
+    if args.command == "reconstruct":
+        return tasks.reconstruct(clip, load_image(args.image), config, seed=args.seed, callback=callback)
+    if args.command == "style":
+        style = args.style if args.style is not None else load_image(args.style_image)
+        return tasks.style_transfer(clip, load_image(args.content), style, config, content_weight=args.content_weight,
+                                    fit_steps=args.fit_steps, seed=args.seed, callback=callback)
+    if args.command == "edit":
+        return tasks.edit(clip, load_image(args.image), args.edit, config, source_prompt=args.source,
+                          strength=args.strength, fit_steps=args.fit_steps, seed=args.seed, callback=callback)
+    raise ValueError(f"unknown command {args.command!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "render":
+            inr = load_inr(args.inr)
+            images = inr(args.height, args.width).detach()
+        else:
+            result = _run_task(args)
+            images = result.images
+            if args.save_inr:
+                save_inr(result.inr, args.save_inr)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    for image, path in zip(images, _output_paths(args.out, len(images))):
+        save_image(image, path)
+        print(path)
+    return 0

@@ -1,0 +1,153 @@
+"""The four tasks built from one engine: text-to-image, reconstruction, style transfer, editing.
+
+Each task only decides the target, the starting INR and any extra loss term, then calls
+:func:`optimise.invert`. Defaults that are ours (content weight, edit strength, fit steps) are
+documented where they are declared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .clip_models import ClipBundle
+from .fitting import fit_inr_to_image
+from .losses import ContentLoss, LossTerm
+from .optimise import InversionResult, RunConfig, StepCallback, invert
+from .targets import Target, TargetTerm, combine_targets, image_target, text_target
+
+Clips = ClipBundle | Sequence[ClipBundle]
+DEFAULT_FIT_STEPS = 300  # pixel-regression steps before style transfer / editing (ours)
+DEFAULT_CONTENT_WEIGHT = 4.0  # style transfer: weight of the low-resolution content MSE (ours)
+DEFAULT_EDIT_STRENGTH = 1.0  # edit: α in e_image + α (e_edit - e_source) (ours)
+DEFAULT_EDIT_STEPS = 100  # edit: steps from the fitted image; few, so the image stays recognisable (ours)
+
+
+def prompt_target(prompt: str, negative_prompt: str | None = None, negative_weight: float = 0.5) -> Target:
+    """A text target, optionally pushed away from a negative prompt."""
+    target = text_target(prompt)
+    if negative_prompt:
+        target = combine_targets(target, text_target(negative_prompt, weight=-abs(negative_weight)))
+    return target
+
+
+def text_to_image(
+    clips: Clips,
+    prompts: str | Sequence[str],
+    config: RunConfig = RunConfig(),
+    *,
+    negative_prompt: str | None = None,
+    seed: int | Sequence[int] = 0,
+    loss_terms: Sequence[LossTerm] = (),
+    callback: StepCallback | None = None,
+) -> InversionResult:
+    """One image per prompt, optimised together as a batch."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    targets = [prompt_target(p, negative_prompt) for p in prompts]
+    return invert(clips, targets, config, seed=seed, loss_terms=loss_terms, callback=callback)
+
+
+def reconstruct(
+    clips: Clips,
+    images: torch.Tensor,
+    config: RunConfig = RunConfig(),
+    *,
+    seed: int | Sequence[int] = 0,
+    callback: StepCallback | None = None,
+) -> InversionResult:
+    """What CLIP keeps of an image: invert its CLIP image embedding from a random INR."""
+    images = _as_batch(images, "images")
+    targets = [image_target(image) for image in images]
+    return invert(clips, targets, config, seed=seed, callback=callback)
+
+
+def style_transfer(
+    clips: Clips,
+    content: torch.Tensor,
+    style: str | torch.Tensor,
+    config: RunConfig = RunConfig(),
+    *,
+    content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    fit_steps: int = DEFAULT_FIT_STEPS,
+    seed: int = 0,
+    callback: StepCallback | None = None,
+) -> InversionResult:
+    """Start from an INR fitted to ``content`` and optimise toward ``style`` (prompt or image)
+    while a low-resolution content term keeps the layout."""
+    content = _as_batch(content, "content")
+    if content.shape[0] != 1:
+        raise ValueError(f"style transfer takes one content image, got {content.shape[0]}")
+    config = _sized_like(config, content)
+    style_target = text_target(style) if isinstance(style, str) else image_target(_as_batch(style, "style")[0])
+    init = fit_inr_to_image(_resized(content, config, clips), config.inr, steps=fit_steps, seed=seed)
+    loss = ContentLoss(content, weight=content_weight)
+    return invert(clips, [style_target], config, init=init, seed=seed, loss_terms=[loss], callback=callback)
+
+
+def edit_target(image: torch.Tensor, edit_prompt: str, source_prompt: str | None = None,
+                strength: float = DEFAULT_EDIT_STRENGTH) -> Target:
+    """normalize(e_image + α (e_edit - e_source)) per CLIP; without a source prompt,
+    normalize(e_image + α e_edit)."""
+    pixels = _as_batch(image, "image")[:1].detach().float().clone()
+    if not edit_prompt or not edit_prompt.strip():
+        raise ValueError("edit prompt is empty: describe the change, e.g. 'a blue square'")
+
+    def embed(clip: ClipBundle) -> torch.Tensor:
+        with torch.no_grad():
+            e_image = clip.encode_image(pixels.to(clip.device))[0]
+        e_edit = clip.encode_text([edit_prompt.strip()])[0]
+        direction = e_edit - clip.encode_text([source_prompt.strip()])[0] if source_prompt else e_edit
+        return F.normalize(e_image + strength * direction, dim=-1)
+
+    label = f"edit({edit_prompt!r}" + (f" - {source_prompt!r}" if source_prompt else "") + f", α={strength:g})"
+    return Target((TargetTerm(label, 1.0, embed),))
+
+
+def edit(
+    clips: Clips,
+    image: torch.Tensor,
+    edit_prompt: str,
+    config: RunConfig | None = None,
+    *,
+    source_prompt: str | None = None,
+    strength: float = DEFAULT_EDIT_STRENGTH,
+    fit_steps: int = DEFAULT_FIT_STEPS,
+    seed: int = 0,
+    callback: StepCallback | None = None,
+) -> InversionResult:
+    """Text-guided edit: fit an INR to ``image``, then a few steps toward the edited embedding."""
+    image = _as_batch(image, "image")
+    if image.shape[0] != 1:
+        raise ValueError(f"edit takes one image, got {image.shape[0]}")
+    config = _sized_like(config or RunConfig(steps=DEFAULT_EDIT_STEPS), image)
+    target = edit_target(image, edit_prompt, source_prompt, strength)
+    init = fit_inr_to_image(_resized(image, config, clips), config.inr, steps=fit_steps, seed=seed)
+    return invert(clips, [target], config, init=init, seed=seed, callback=callback)
+
+
+def _as_batch(images: torch.Tensor, name: str) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor of shape (B, 3, H, W) in [0, 1], got {type(images).__name__}")
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (B, 3, H, W) or (3, H, W), got {tuple(images.shape)}")
+    return images
+
+
+def _sized_like(config: RunConfig, image: torch.Tensor) -> RunConfig:
+    """Keep the render's pixel budget (config width x height) but take the image's aspect ratio."""
+    height, width = image.shape[-2:]
+    area = config.width * config.height
+    scale = (area / (height * width)) ** 0.5
+    return dataclasses.replace(config, width=max(8, round(width * scale)), height=max(8, round(height * scale)))
+
+
+def _resized(image: torch.Tensor, config: RunConfig, clips: Clips) -> torch.Tensor:
+    """``image`` at the render size, on the CLIP's device (where the fit runs)."""
+    device = (clips if isinstance(clips, ClipBundle) else clips[0]).device
+    return F.interpolate(image.float().to(device), size=(config.height, config.width), mode="bilinear",
+                         align_corners=False, antialias=True)
