@@ -53,9 +53,9 @@ class Augmenter:
     def __call__(self, images: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
         """``generators``: one per image (so a batch draws what its members would alone), or None."""
         cfg, size = self.config, self.output_size
+        images = self._prefilter(images)
         batch, _, height, width = images.shape
         count = batch * cfg.views
-        images = self._prefilter(images)
         u, noise = self._draw(batch, images.device, generators)  # (B*n, 8) in [0, 1), (B*n, 3, S, S)
         signed = lambda i: 2 * u[:, i] - 1  # noqa: E731 -- uniform in [-1, 1)
 

@@ -134,19 +134,21 @@ def _output_paths(out: Path, count: int) -> list[Path]:
 def _run_task(args: argparse.Namespace) -> InversionResult:
     from . import tasks
 
+    config = _run_config(args)  # inputs are checked before the (slow) model load
+    images = {name: load_image(getattr(args, name)) for name in ("image", "content", "style_image")
+              if getattr(args, name, None) is not None}
     clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision)
-    config = _run_config(args)
     callback = None if args.quiet else ProgressBar()
     if args.command == "generate":
         return tasks.text_to_image(clip, args.prompt, config, negative_prompt=args.negative, seed=args.seed, callback=callback)
     if args.command == "reconstruct":
-        return tasks.reconstruct(clip, load_image(args.image), config, seed=args.seed, callback=callback)
+        return tasks.reconstruct(clip, images["image"], config, seed=args.seed, callback=callback)
     if args.command == "style":
-        style = args.style if args.style is not None else load_image(args.style_image)
-        return tasks.style_transfer(clip, load_image(args.content), style, config, content_weight=args.content_weight,
+        style = args.style if args.style is not None else images["style_image"]
+        return tasks.style_transfer(clip, images["content"], style, config, content_weight=args.content_weight,
                                     fit_steps=args.fit_steps, seed=args.seed, callback=callback)
     if args.command == "edit":
-        return tasks.edit(clip, load_image(args.image), args.edit, config, source_prompt=args.source,
+        return tasks.edit(clip, images["image"], args.edit, config, source_prompt=args.source,
                           strength=args.strength, fit_steps=args.fit_steps, seed=args.seed, callback=callback)
     raise ValueError(f"unknown command {args.command!r}")
 

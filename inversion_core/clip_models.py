@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ._grad import make_autograd_ready
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -58,6 +60,13 @@ class ClipBundle:
         self.mean = self.mean.to(device)
         self.std = self.std.to(device)
         return self
+
+    def make_autograd_ready(self) -> None:
+        """Swap inference-mode weights and constants for normal tensors (see ``_grad``); cheap if none."""
+        make_autograd_ready(self.model)
+        with torch.inference_mode(False):
+            if self.mean.is_inference() or self.std.is_inference():
+                self.mean, self.std = self.mean.clone(), self.std.clone()
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1], any size -> (B, D) unit-norm, differentiable w.r.t. images."""

@@ -14,6 +14,8 @@ import torch
 from ._grad import autograd_enabled
 from .inr import FinerINR, INRConfig, coordinate_grid
 
+FitCallback = Callable[[int, int], object]  # (step, total); raise to cancel
+
 
 def fit_inr_to_image(
     images: torch.Tensor,
@@ -24,7 +26,7 @@ def fit_inr_to_image(
     pixels_per_step: int = 16384,
     seed: int = 0,
     init: FinerINR | None = None,
-    callback: Callable[[int, int], object] | None = None,
+    callback: FitCallback | None = None,
 ) -> FinerINR:
     """One INR per image of ``images`` (B, 3, H, W) in [0, 1], fitted by mean squared error.
 

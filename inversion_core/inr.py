@@ -120,6 +120,14 @@ class FinerINR(nn.Module):
         rgb = self._squash(h)  # (B, H*W, 3)
         return rgb.transpose(1, 2).reshape(self.batch_size, 3, height, width)
 
+    @torch.no_grad()
+    def render(self, height: int, width: int, max_pixels: int = 1 << 18) -> torch.Tensor:
+        """``forward`` without gradients, in chunks of ``max_pixels`` coordinates, so large renders
+        (e.g. 4096²) need memory for one chunk of activations only. Same pixels as ``forward``."""
+        coords = coordinate_grid(height, width, self.weights[0].device)
+        chunks = [self(1, len(c), coords=c) for c in coords.split(max_pixels)]  # each (B, 3, 1, n)
+        return torch.cat(chunks, dim=-1).reshape(self.batch_size, 3, height, width)
+
     def _squash(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.output == "sigmoid":
             return torch.sigmoid(x)

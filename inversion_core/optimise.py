@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ._grad import autograd_enabled, make_autograd_ready
+from ._grad import autograd_enabled
 from ._config import check_config, config_from_dict, config_to_dict
 from .augment import AugmentConfig, Augmenter
 from .clip_models import ClipBundle
@@ -132,7 +132,7 @@ def invert(
 
     with autograd_enabled():
         for clip in clips:
-            make_autograd_ready(clip.model)
+            clip.make_autograd_ready()
         inr = _initial_inr(init, config.inr, seeds, device)
         vectors, weights = zip(*(_stack_targets(targets, clip) for clip in clips))
         return _optimise(clips, inr, vectors, weights, config, seeds, loss_terms, callback)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .clip_models import ClipBundle
-from .fitting import fit_inr_to_image
+from .fitting import FitCallback, fit_inr_to_image
 from .losses import ContentLoss, LossTerm
 from .optimise import InversionResult, RunConfig, StepCallback, invert
 from .targets import Target, TargetTerm, combine_targets, image_target, text_target
@@ -67,24 +67,31 @@ def reconstruct(
 def style_transfer(
     clips: Clips,
     content: torch.Tensor,
-    style: str | torch.Tensor,
+    style: str | torch.Tensor | Target,
     config: RunConfig = RunConfig(),
     *,
     content_weight: float = DEFAULT_CONTENT_WEIGHT,
     fit_steps: int = DEFAULT_FIT_STEPS,
     seed: int = 0,
     callback: StepCallback | None = None,
+    fit_callback: FitCallback | None = None,
 ) -> InversionResult:
-    """Start from an INR fitted to ``content`` and optimise toward ``style`` (prompt or image)
-    while a low-resolution content term keeps the layout."""
+    """Start from an INR fitted to ``content`` and optimise toward ``style`` (a prompt, an image or
+    any Target) while a low-resolution content term keeps the layout.
+
+    ``fit_callback(step, total)`` reports the fitting phase (raise in it to cancel)."""
     content = _as_batch(content, "content")
     if content.shape[0] != 1:
         raise ValueError(f"style transfer takes one content image, got {content.shape[0]}")
     config = _sized_like(config, content)
-    style_target = text_target(style) if isinstance(style, str) else image_target(_as_batch(style, "style")[0])
-    init = fit_inr_to_image(_resized(content, config, clips), config.inr, steps=fit_steps, seed=seed)
+    if isinstance(style, str):
+        style = text_target(style)
+    elif not isinstance(style, Target):
+        style = image_target(_as_batch(style, "style")[0])
+    init = fit_inr_to_image(_resized(content, config, clips), config.inr, steps=fit_steps, seed=seed,
+                            callback=fit_callback)
     loss = ContentLoss(content, weight=content_weight)
-    return invert(clips, [style_target], config, init=init, seed=seed, loss_terms=[loss], callback=callback)
+    return invert(clips, [style], config, init=init, seed=seed, loss_terms=[loss], callback=callback)
 
 
 def edit_target(image: torch.Tensor, edit_prompt: str, source_prompt: str | None = None,
@@ -117,6 +124,7 @@ def edit(
     fit_steps: int = DEFAULT_FIT_STEPS,
     seed: int = 0,
     callback: StepCallback | None = None,
+    fit_callback: FitCallback | None = None,
 ) -> InversionResult:
     """Text-guided edit: fit an INR to ``image``, then a few steps toward the edited embedding."""
     image = _as_batch(image, "image")
@@ -124,7 +132,8 @@ def edit(
         raise ValueError(f"edit takes one image, got {image.shape[0]}")
     config = _sized_like(config or RunConfig(steps=DEFAULT_EDIT_STEPS), image)
     target = edit_target(image, edit_prompt, source_prompt, strength)
-    init = fit_inr_to_image(_resized(image, config, clips), config.inr, steps=fit_steps, seed=seed)
+    init = fit_inr_to_image(_resized(image, config, clips), config.inr, steps=fit_steps, seed=seed,
+                            callback=fit_callback)
     return invert(clips, [target], config, init=init, seed=seed, callback=callback)
 
 
@@ -142,8 +151,8 @@ def _sized_like(config: RunConfig, image: torch.Tensor) -> RunConfig:
     """Keep the render's pixel budget (config width x height) but take the image's aspect ratio."""
     height, width = image.shape[-2:]
     area = config.width * config.height
-    scale = (area / (height * width)) ** 0.5
-    return dataclasses.replace(config, width=max(8, round(width * scale)), height=max(8, round(height * scale)))
+    new_height = max(8, round(height * (area / (height * width)) ** 0.5))
+    return dataclasses.replace(config, height=new_height, width=max(8, round(new_height * width / height)))
 
 
 def _resized(image: torch.Tensor, config: RunConfig, clips: Clips) -> torch.Tensor:

@@ -1,0 +1,93 @@
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inversion_core import INRConfig, edit, fit_inr_to_image, reconstruct, style_transfer
+
+
+def scene(height=32, width=32):
+    """A small synthetic photo: a red disc left of a blue square on a green-grey ground."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+    image = torch.stack([0.4 + 0 * x, 0.5 + 0 * x, 0.4 + 0 * x])
+    disc = ((x + 0.45) ** 2 + y**2) < 0.12
+    square = ((x - 0.45).abs() < 0.3) & (y.abs() < 0.3)
+    image[:, disc] = torch.tensor([0.9, 0.1, 0.1])[:, None]
+    image[:, square] = torch.tensor([0.1, 0.2, 0.9])[:, None]
+    return image.unsqueeze(0)
+
+
+def embed(clip, images):
+    with torch.no_grad():
+        return clip.encode_image(images)
+
+
+def psnr(a, b):
+    return 10 * torch.log10(1 / F.mse_loss(a, b))
+
+
+def test_fit_inr_reproduces_the_image():
+    image = scene()
+    inr = fit_inr_to_image(image, INRConfig(hidden_layers=2, width=64), steps=150, lr=2e-3)
+    assert psnr(inr(32, 32).detach(), image) > 24
+
+
+@pytest.mark.parametrize("inference_mode", [False, True], ids=["plain", "inference_mode"])
+def test_reconstruction_beats_a_random_image(tiny_clip, tiny_run, inference_mode):
+    image = scene()
+    target = embed(tiny_clip, image)
+    with torch.inference_mode(inference_mode):
+        result = reconstruct(tiny_clip, image, tiny_run)
+    random_image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    achieved = (embed(tiny_clip, result.images) @ target.T).item()
+    baseline = (embed(tiny_clip, random_image) @ target.T).item()
+    # Random tiny CLIPs map every image near one point, so compare cosine distances.
+    assert (1 - achieved) < (1 - baseline) / 10, (achieved, baseline)
+
+
+@pytest.mark.parametrize("inference_mode", [False, True], ids=["plain", "inference_mode"])
+def test_style_transfer_moves_toward_style_and_keeps_layout(tiny_clip, tiny_run, inference_mode):
+    content = scene()
+    style = "a watercolour painting"
+    with torch.inference_mode(inference_mode):
+        result = style_transfer(tiny_clip, content, style, tiny_run, fit_steps=100)
+    e_style = tiny_clip.encode_text([style])
+    before = (embed(tiny_clip, content) @ e_style.T).item()
+    after = (embed(tiny_clip, result.images) @ e_style.T).item()
+    assert after > before + 0.05, (before, after)
+    layout = F.interpolate(content, size=8, mode="area")
+    kept = F.interpolate(result.images, size=8, mode="area")
+    assert F.mse_loss(kept, layout) < F.mse_loss(torch.full_like(layout, 0.5), layout)
+
+
+def test_style_from_an_image(tiny_clip, tiny_run):
+    style_image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    result = style_transfer(tiny_clip, scene(), style_image, dataclasses.replace(tiny_run, steps=10), fit_steps=20)
+    assert result.images.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("inference_mode", [False, True], ids=["plain", "inference_mode"])
+def test_edit_moves_toward_the_edit_prompt(tiny_clip, tiny_run, inference_mode):
+    image = scene()
+    prompt = "a purple triangle"
+    with torch.inference_mode(inference_mode):
+        result = edit(tiny_clip, image, prompt, tiny_run, source_prompt="a red circle", fit_steps=100)
+    e_edit = tiny_clip.encode_text([prompt])
+    before, after = ((embed(tiny_clip, x) @ e_edit.T).item() for x in (image, result.images))
+    assert after > before + 0.04, (before, after)
+
+
+def test_non_square_content_keeps_its_aspect(tiny_clip, tiny_run):
+    result = style_transfer(tiny_clip, scene(24, 48), "x", dataclasses.replace(tiny_run, steps=2), fit_steps=2)
+    height, width = result.images.shape[-2:]
+    assert width == 2 * height
+
+
+def test_task_input_errors(tiny_clip, tiny_run):
+    with pytest.raises(ValueError, match=r"shape \(B, 3, H, W\)"):
+        reconstruct(tiny_clip, torch.rand(32, 32), tiny_run)
+    with pytest.raises(ValueError, match="edit prompt is empty"):
+        edit(tiny_clip, scene(), " ", tiny_run)
+    with pytest.raises(ValueError, match="one content image"):
+        style_transfer(tiny_clip, torch.rand(2, 3, 8, 8), "x", tiny_run)
