@@ -16,7 +16,7 @@ from .augment import AugmentConfig
 from .clip_models import PRECISIONS, load_clip
 from .image_io import load_image, load_inr, save_image, save_inr
 from .inr import OUTPUTS, INRConfig
-from .optimise import InversionResult, RunConfig, StepProgress
+from .optimise import AUTOCAST_PRECISIONS, COMPILE_MODES, InversionResult, RunConfig, StepProgress
 from .schedules import SCHEDULES, ScheduleConfig
 from .tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH, DEFAULT_FIT_STEPS
 
@@ -46,7 +46,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weights", help="a .safetensors/.bin/.pt file or an open_clip pretrained tag (online only); "
                        "omit for random weights")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
-    group.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="CLIP weight precision (default fp32)")
+    group.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS),
+                       help="CLIP weight storage precision (default fp32; see --autocast for mixed precision)")
 
 
 def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
@@ -67,6 +68,10 @@ def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
                        help=f"FINER first-layer bias scale k (default {inr.first_bias_scale:g})")
     group.add_argument("--output-activation", default=inr.output, choices=OUTPUTS,
                        help=f"squashing of the INR output to [0, 1] (default {inr.output})")
+    group.add_argument("--autocast", default=run.precision, choices=AUTOCAST_PRECISIONS,
+                       help="mixed precision of the CLIP pass (default auto: bf16 on CUDA, fp32 on CPU)")
+    group.add_argument("--compile", default=run.compile, choices=COMPILE_MODES,
+                       help="torch.compile the step (reduce-overhead adds CUDA graphs); falls back to eager")
     group.add_argument("--save-inr", type=Path, help="also save the INR (.safetensors) to re-render it later")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -77,7 +82,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         inr=INRConfig(hidden_layers=args.inr_layers, width=args.inr_width, omega=args.omega,
                       first_bias_scale=args.bias_scale, output=args.output_activation),
         schedule=ScheduleConfig(kind=args.schedule, lr=args.lr),
-        augment=AugmentConfig(views=args.views),
+        augment=AugmentConfig(views=args.views), precision=args.autocast, compile=args.compile,
     )
 
 
@@ -119,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_args(sub)
         _add_run_args(sub, steps)
 
+    batch = commands.add_parser("batch", help="a prompt file to a folder of images; resumable; runs under torchrun")
+    batch.add_argument("--prompts", type=Path, required=True, help="text file, one prompt per line ('#' = comment)")
+    batch.add_argument("--out-dir", type=Path, required=True, help="folder for NNNNNN.png + NNNNNN.json and manifest.jsonl")
+    batch.add_argument("--batch-size", type=int, default=4, help="prompts optimised together (default 4)")
+    batch.add_argument("--negative", help="negative prompt for every image")
+    _add_model_args(batch)
+    _add_run_args(batch, 400)
+
+    evaluate = commands.add_parser("evaluate", help="score a folder written by batch")
+    evaluate.add_argument("--dir", type=Path, required=True, help="folder written by the batch command")
+    evaluate.add_argument("--judge", help="optional judge as module:function, e.g. benchmarks.toyworld.judge:judge_prompt")
+    _add_model_args(evaluate)
+
     render = commands.add_parser("render", help="re-render a saved INR at any size")
     render.add_argument("--inr", type=Path, required=True, help="INR file written by --save-inr")
     render.add_argument("--width", type=int, required=True, help="output width in pixels")
@@ -153,19 +171,68 @@ def _run_task(args: argparse.Namespace) -> InversionResult:
     raise ValueError(f"unknown command {args.command!r}")
 
 
+def _run_batch(args: argparse.Namespace) -> None:
+    from .batch import read_prompts, remove_stale_temporaries, run_prompt_batches, write_manifest
+    from .distributed import barrier, dist_env, process_group, rank_device
+
+    config, items, env = _run_config(args), read_prompts(args.prompts), dist_env()
+    device = rank_device(args.device, env)
+    clip = load_clip(args.model, args.weights, device=device, precision=args.precision)
+
+    def report(batch) -> None:
+        print(f"[rank {env.rank}/{env.world_size}] wrote {batch[0].stem}..{batch[-1].stem}", file=sys.stderr, flush=True)
+
+    with process_group(env, device):
+        if env.is_main:
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(args.out_dir)
+        barrier(env)
+        summary = run_prompt_batches(clip, items, args.out_dir, config, seed=args.seed, batch_size=args.batch_size,
+                                     negative_prompt=args.negative, rank=env.rank, world_size=env.world_size,
+                                     on_batch=None if args.quiet else report)
+        barrier(env)
+        if env.is_main:
+            print(write_manifest(args.out_dir))
+    print(f"[rank {env.rank}] generated {summary.generated}, skipped {summary.skipped} complete, "
+          f"{summary.seconds:.1f} s", file=sys.stderr)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from .evaluate import evaluate_folder, format_summary, load_judge
+
+    judge = load_judge(args.judge) if args.judge else None
+    clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision) if (
+        args.model or args.weights) else None
+    if clip is None and judge is None:
+        raise ValueError("evaluate needs a CLIP (--model/--weights) for CLIP scores, a --judge, or both")
+    report = evaluate_folder(args.dir, clip, judge)
+    path = args.dir / "evaluation.json"
+    path.write_text(json.dumps(report, indent=1))
+    print(format_summary(report["summary"]))
+    print(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "batch":
+            _run_batch(args)
+            return 0
+        if args.command == "evaluate":
+            _run_evaluate(args)
+            return 0
         if args.command == "render":
             inr = load_inr(args.inr)
-            images = inr(args.height, args.width).detach()
+            images = inr.render(args.height, args.width)
         else:
             result = _run_task(args)
             images = result.images
             if args.save_inr:
                 save_inr(result.inr, args.save_inr)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, MemoryError) as exc:
         parser.exit(2, f"error: {exc}\n")
     for image, path in zip(images, _output_paths(args.out, len(images))):
         save_image(image, path)

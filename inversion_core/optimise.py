@@ -9,6 +9,7 @@ loss is a sum over images), so a batch reproduces its members run one by one.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -24,6 +25,8 @@ from .schedules import ScheduleConfig, layer_learning_rates
 from .targets import Target
 
 FINITE_CHECK_EVERY = 10  # steps between non-finite checks (each one is a host sync)
+AUTOCAST_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,15 @@ class RunConfig:
     inr: INRConfig = field(default_factory=INRConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    precision: str = "auto"  # CLIP pass: auto (bf16 on CUDA, fp16 without bf16, fp32 elsewhere) | fp32 | bf16 | fp16
+    compile: str = "off"  # torch.compile of render and CLIP pass: off | default | reduce-overhead (CUDA graphs)
 
     def __post_init__(self) -> None:
         problems = []
+        if self.precision not in AUTOCAST_PRECISIONS:
+            problems.append(f"precision must be one of {AUTOCAST_PRECISIONS}, got {self.precision!r}")
+        if self.compile not in COMPILE_MODES:
+            problems.append(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
         if not 1 <= self.steps <= 100_000:
             problems.append(f"steps must be in 1..100000, got {self.steps}")
         for name in ("width", "height"):
@@ -48,7 +57,7 @@ class RunConfig:
         return {
             "steps": self.steps, "width": self.width, "height": self.height,
             "inr": config_to_dict(self.inr), "schedule": config_to_dict(self.schedule),
-            "augment": config_to_dict(self.augment),
+            "augment": config_to_dict(self.augment), "precision": self.precision, "compile": self.compile,
         }
 
     @classmethod
@@ -135,7 +144,16 @@ def invert(
             clip.make_autograd_ready()
         inr = _initial_inr(init, config.inr, seeds, device)
         vectors, weights = zip(*(_stack_targets(targets, clip) for clip in clips))
-        return _optimise(clips, inr, vectors, weights, config, seeds, loss_terms, callback)
+        try:
+            return _optimise(clips, inr, vectors, weights, config, seeds, loss_terms, callback)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise MemoryError(
+                f"out of memory on {device} optimising {len(targets)} image(s) of {config.width}x{config.height} "
+                f"with {config.augment.views} views and {len(clips)} CLIP model(s). Lower the batch size, the "
+                "views, or the render size (a larger final image can be re-rendered from the INR afterwards)."
+            ) from exc
 
 
 def _initial_inr(init: FinerINR | None, config: INRConfig, seeds: list[int], device: torch.device) -> FinerINR:
@@ -174,16 +192,22 @@ def _optimise(clips, inr, vectors, weights, config: RunConfig, seeds, loss_terms
     optimizer = torch.optim.Adam(groups)
     augmenters = [Augmenter(config.augment, clip.image_size) for clip in clips]
     generators = make_generators(seeds, device)
+    amp = autocast_dtype(config.precision, device)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 and device.type == "cuda" else None
+    render_fn = maybe_compile(inr.forward, config.compile)
+    encoders = [maybe_compile(clip.encode_image, config.compile) for clip in clips]
     history: list[dict[str, torch.Tensor]] = []
     stopped_early = False
     for step in range(config.steps):
         for group, lr in zip(optimizer.param_groups, layer_learning_rates(step, config.steps, len(groups), config.schedule)):
             group["lr"] = lr
-        render = inr(config.height, config.width)  # (B, 3, H, W)
+        render = render_fn(config.height, config.width)  # (B, 3, H, W), fp32: sines need it
         terms, embeddings = {}, {}
-        for clip, augment, target_vectors, target_weights in zip(clips, augmenters, vectors, weights):
+        for clip, encode, augment, target_vectors, target_weights in zip(clips, encoders, augmenters, vectors, weights):
             views = augment(render, generators)  # (B * n, 3, S, S)
-            embedding = mean_view_embedding(clip.encode_image(views), config.augment.views)  # (B, D)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                view_embeddings = encode(views)  # (B * n, D), returned in fp32
+            embedding = mean_view_embedding(view_embeddings, config.augment.views)  # (B, D)
             embeddings[clip.identity] = embedding
             name = "target" if len(clips) == 1 else f"target/{clip.identity}"
             terms[name] = target_loss(embedding, target_vectors, target_weights)
@@ -191,8 +215,14 @@ def _optimise(clips, inr, vectors, weights, config: RunConfig, seeds, loss_terms
             terms[term.name] = term(render, embeddings, clips)
         per_image = torch.stack(list(terms.values())).sum(0)  # (B,)
         optimizer.zero_grad(set_to_none=True)
-        per_image.sum().backward()  # a sum keeps the images independent
-        optimizer.step()
+        total = per_image.sum()  # a sum keeps the images independent
+        if scaler is None:
+            total.backward()
+            optimizer.step()
+        else:
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
         history.append({name: value.detach().mean() for name, value in terms.items()})
         if (step + 1) % FINITE_CHECK_EVERY == 0 or step + 1 == config.steps:
             _check_finite(per_image, step, config.schedule.lr)
@@ -208,6 +238,45 @@ def _optimise(clips, inr, vectors, weights, config: RunConfig, seeds, loss_terms
         seeds=list(seeds),
         stopped_early=stopped_early,
     )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator raises a RuntimeError saying so."""
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the CLIP pass, or None for plain fp32. 'auto' uses bf16 on CUDA (fp16
+    on GPUs without bf16) and fp32 on CPU, where autocast is slower than fp32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def maybe_compile(fn: Callable, mode: str) -> Callable:
+    """``torch.compile(fn, mode)``, falling back to ``fn`` (with a warning) where compiling fails,
+    e.g. without a C++ compiler or on an unsupported platform."""
+    if mode == "off":
+        return fn
+    compiled = torch.compile(fn, mode=mode)
+    chosen: list[Callable] = []  # decided on the first call, where compile errors surface
+
+    def call(*args, **kwargs):
+        if chosen:
+            return chosen[0](*args, **kwargs)
+        try:
+            out = compiled(*args, **kwargs)
+            chosen.append(compiled)
+        except Exception as exc:  # backends fail with many exception types
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly", RuntimeWarning)
+            chosen.append(fn)
+            out = fn(*args, **kwargs)
+        return out
+
+    return call
 
 
 def _check_finite(per_image: torch.Tensor, step: int, lr: float) -> None:
