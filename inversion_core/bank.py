@@ -143,8 +143,8 @@ class ReferenceBank:
         got_w = [tuple(w.shape) for w in self.seed_weights]
         got_b = [tuple(b.shape) for b in self.seed_biases]
         if got_w != expected_w or got_b != expected_b:
-            return [f"seed tensors do not match inr_config {cfg}: weights {got_w} (expected {expected_w}), "
-                    f"biases {got_b} (expected {expected_b})"]
+            return [(f"seed tensors do not match inr_config {cfg}: weights {got_w} (expected {expected_w}), "
+                     f"biases {got_b} (expected {expected_b})")]
         return []
 
     def check_clip(self, clip: "ClipBundle | str") -> None:
@@ -294,7 +294,7 @@ class ReferenceBank:
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
                 metadata = handle.metadata() or {}
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
         except Exception as exc:  # safetensors raises its own error types for bad headers/sizes
             raise ValueError(f"reference bank {str(path)!r} is truncated or corrupt ({type(exc).__name__}: "
                              f"{exc}); {_REBUILD_HINT}.") from exc

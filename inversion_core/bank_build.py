@@ -72,7 +72,9 @@ class BuildReport:
 
     def summary(self) -> str:
         skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(self.skipped.items())) or "none"
-        rate = lambda n, s: f"{n / s:.1f}/s" if s > 0 else "n/a"  # noqa: E731
+        def rate(n: int, seconds: float) -> str:
+            return f"{n / seconds:.1f}/s" if seconds > 0 else "n/a"
+
         return (f"bank {self.path}: {self.count} pairs; skipped: {skipped}; shards {self.shards_total} "
                 f"({self.shards_resumed} resumed); load {self.load_seconds:.1f}s, embed {self.embed_seconds:.1f}s "
                 f"({rate(self.count, self.load_seconds + self.embed_seconds)} images incl. loading), "
@@ -343,7 +345,7 @@ def _read_shard(path: Path) -> dict[str, Any] | None:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = json.loads((handle.metadata() or {})["shard"])
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
     except Exception:  # noqa: BLE001 - a damaged shard is simply redone
         return None
     return {"tensors": tensors, "meta": meta}

@@ -29,7 +29,8 @@ from .inr import FinerINR, INRConfig
 from .procrustes import DEFAULT_LOCAL_K, project_global, project_local
 from .targets import Target, TargetTerm
 
-__all__ = ["PROCRUSTES_MODES", "BankOptions", "BankGuidance", "bank_clip", "prepare_text_to_image"]
+__all__ = ["PROCRUSTES_MODES", "BankOptions", "BankGuidance", "bank_clip", "prepare_text_to_image", "add_bank_arguments",
+           "bank_options_from_args"]
 
 PROCRUSTES_MODES = ("local", "global", "off")
 
@@ -173,3 +174,30 @@ def prepare_text_to_image(
             info[b]["seed"] = i
             info[b]["seed_caption"] = bank.captions[i]
     return BankGuidance(targets=targets, loss_terms=loss_terms, init=init, info=info)
+
+
+# --- command line (used by the package CLI's text-to-image command) ------------------------------
+
+
+def add_bank_arguments(parser) -> None:
+    """``--bank`` and the stabiliser options for a text-to-image command (argparse parser)."""
+    defaults = BankOptions()
+    group = parser.add_argument_group("reference bank (Procrustes, blending, seeds; all need --bank)")
+    group.add_argument("--bank", help="reference bank .safetensors built with `bank build` for the same CLIP")
+    group.add_argument("--procrustes", default=defaults.procrustes, choices=PROCRUSTES_MODES,
+                       help=f"modality-gap projection of the prompt (default {defaults.procrustes})")
+    group.add_argument("--procrustes-k", type=int, default=defaults.procrustes_k,
+                       help=f"neighbour pairs for the local projection (default {defaults.procrustes_k})")
+    group.add_argument("--blend-beta", type=float, default=defaults.blend_beta,
+                       help=f"weight of the blending term, 0 = off (default {defaults.blend_beta:g})")
+    group.add_argument("--blend-k", type=int, default=defaults.blend_k,
+                       help=f"bank images in the blending target (default {defaults.blend_k})")
+    group.add_argument("--blend-tau", type=float, default=defaults.blend_tau,
+                       help=f"softmax temperature of the blending weights (default {defaults.blend_tau:g})")
+    group.add_argument("--no-seed", action="store_true", help="random INR start instead of the nearest seed")
+
+
+def bank_options_from_args(args) -> BankOptions:
+    """BankOptions from the arguments added by :func:`add_bank_arguments`."""
+    return BankOptions(procrustes=args.procrustes, procrustes_k=args.procrustes_k, blend_beta=args.blend_beta,
+                       blend_k=args.blend_k, blend_tau=args.blend_tau, use_seed=not args.no_seed)

@@ -13,6 +13,7 @@ a crash loses at most the batch in flight, and ranks never write the same file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .bank import ReferenceBank
+from .bank_guidance import BankOptions
 from .clip_models import ClipBundle
 from .image_io import atomic_write, save_image
 from .optimise import RunConfig, StepCallback
@@ -84,6 +87,8 @@ def run_prompt_batches(
     world_size: int = 1,
     callback: StepCallback | None = None,
     on_batch: Callable[[list[BatchItem]], None] | None = None,
+    bank: ReferenceBank | None = None,
+    bank_options: BankOptions = BankOptions(),
 ) -> BatchSummary:
     """Generate this rank's share of ``items`` into ``out_dir``, skipping complete batches."""
     out_dir = Path(out_dir)
@@ -98,7 +103,8 @@ def run_prompt_batches(
             continue
         began = time.perf_counter()
         result = text_to_image(clip_list, [item.prompt for item in batch], config, negative_prompt=negative_prompt,
-                               seed=[seed + item.index for item in batch], callback=callback)
+                               seed=[seed + item.index for item in batch], callback=callback, bank=bank,
+                               bank_options=bank_options)
         seconds = (time.perf_counter() - began) / len(batch)
         for item, image in zip(batch, result.images):
             if is_complete(out_dir, item):  # finished by an earlier, interrupted run of this batch
@@ -109,6 +115,7 @@ def run_prompt_batches(
                 "seed": seed + item.index, "file": f"{item.stem}.png", "settings": config.to_dict(),
                 "clip": [clip.identity for clip in clip_list], "seconds": round(seconds, 4),
                 "batch_size": len(batch), "rank": rank, "world_size": world_size,
+                "bank": None if bank is None else {"identity": bank.clip_identity, **dataclasses.asdict(bank_options)},
             }
             atomic_write(out_dir / f"{item.stem}.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
             generated += 1

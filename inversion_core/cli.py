@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from . import bank_build
 from .augment import AugmentConfig
+from .bank import load_bank
+from .bank_guidance import add_bank_arguments, bank_options_from_args
 from .clip_models import PRECISIONS, load_clip
 from .image_io import load_image, load_inr, save_image, save_inr
 from .inr import OUTPUTS, INRConfig
@@ -137,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--judge", help="optional judge as module:function, e.g. benchmarks.toyworld.judge:judge_prompt")
     _add_model_args(evaluate)
 
+    bank = commands.add_parser("bank", help="reference banks for Procrustes, blending and seed init")
+    bank_commands = bank.add_subparsers(dest="bank_command", required=True)
+    build = bank_commands.add_parser("build", help="build a bank from captioned images (resumable)")
+    bank_build.add_arguments(build, model_args=False)
+    _add_model_args(build)
+    for sub in (generate, batch):
+        add_bank_arguments(sub)
+
     render = commands.add_parser("render", help="re-render a saved INR at any size")
     render.add_argument("--inr", type=Path, required=True, help="INR file written by --save-inr")
     render.add_argument("--width", type=int, required=True, help="output width in pixels")
@@ -158,7 +169,9 @@ def _run_task(args: argparse.Namespace) -> InversionResult:
     clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision)
     callback = None if args.quiet else ProgressBar()
     if args.command == "generate":
-        return tasks.text_to_image(clip, args.prompt, config, negative_prompt=args.negative, seed=args.seed, callback=callback)
+        bank = load_bank(args.bank, clip) if args.bank else None
+        return tasks.text_to_image(clip, args.prompt, config, negative_prompt=args.negative, seed=args.seed,
+                                   callback=callback, bank=bank, bank_options=bank_options_from_args(args))
     if args.command == "reconstruct":
         return tasks.reconstruct(clip, images["image"], config, seed=args.seed, callback=callback)
     if args.command == "style":
@@ -178,6 +191,7 @@ def _run_batch(args: argparse.Namespace) -> None:
     config, items, env = _run_config(args), read_prompts(args.prompts), dist_env()
     device = rank_device(args.device, env)
     clip = load_clip(args.model, args.weights, device=device, precision=args.precision)
+    bank = load_bank(args.bank, clip) if args.bank else None
 
     def report(batch) -> None:
         print(f"[rank {env.rank}/{env.world_size}] wrote {batch[0].stem}..{batch[-1].stem}", file=sys.stderr, flush=True)
@@ -189,7 +203,8 @@ def _run_batch(args: argparse.Namespace) -> None:
         barrier(env)
         summary = run_prompt_batches(clip, items, args.out_dir, config, seed=args.seed, batch_size=args.batch_size,
                                      negative_prompt=args.negative, rank=env.rank, world_size=env.world_size,
-                                     on_batch=None if args.quiet else report)
+                                     on_batch=None if args.quiet else report, bank=bank,
+                                     bank_options=bank_options_from_args(args))
         barrier(env)
         if env.is_main:
             print(write_manifest(args.out_dir))
@@ -223,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "evaluate":
             _run_evaluate(args)
+            return 0
+        if args.command == "bank":
+            bank_build.run_from_args(args)
             return 0
         if args.command == "render":
             inr = load_inr(args.inr)

@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .bank import ReferenceBank
+from .bank_guidance import BankOptions, prepare_text_to_image
 from .clip_models import ClipBundle
 from .fitting import FitCallback, fit_inr_to_image
 from .losses import ContentLoss, LossTerm
@@ -43,11 +45,23 @@ def text_to_image(
     seed: int | Sequence[int] = 0,
     loss_terms: Sequence[LossTerm] = (),
     callback: StepCallback | None = None,
+    bank: ReferenceBank | None = None,
+    bank_options: BankOptions = BankOptions(),
 ) -> InversionResult:
-    """One image per prompt, optimised together as a batch."""
+    """One image per prompt, optimised together as a batch.
+
+    With a reference ``bank`` the three CLIP⁻¹ stabilisers apply, each switchable in
+    ``bank_options``: Procrustes projection of the text target, the blending loss toward real
+    image embeddings, and the AWP seed INR as the starting point. Without a bank this is plain
+    CLIP⁻¹ (random init)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     targets = [prompt_target(p, negative_prompt) for p in prompts]
-    return invert(clips, targets, config, seed=seed, loss_terms=loss_terms, callback=callback)
+    init = None
+    if bank is not None:
+        guidance = prepare_text_to_image(bank, clips, targets, config.inr, bank_options)
+        targets, init = guidance.targets, guidance.init
+        loss_terms = [*loss_terms, *guidance.loss_terms]
+    return invert(clips, targets, config, init=init, seed=seed, loss_terms=loss_terms, callback=callback)
 
 
 def reconstruct(
