@@ -42,3 +42,21 @@ def test_bad_input_exits_with_a_message_not_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["reconstruct", "--model", "ViT-B-32", "--image", str(tmp_path / "missing.png"), "--out", "x.png"])
     assert "missing.png" in capsys.readouterr().err
+
+
+def test_bank_build_then_generate_with_the_bank(tiny_clip_config, tmp_path):
+    source = tmp_path / "refs"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    for i, caption in enumerate(["a red circle", "a blue square", "a green star", "a yellow moon"]):
+        Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(source / f"{i}.png")
+        (source / f"{i}.txt").write_text(caption)
+    bank = tmp_path / "refs.safetensors"
+    inr = ["--inr-width", "16", "--inr-layers", "1"]
+    assert main(["bank", "build", "--source", str(source), "--out", str(bank), "--model", str(tiny_clip_config),
+                 "--seed-steps", "3", "--seed-size", "16", "--quiet", *inr]) == 0
+    assert bank.is_file()
+    out = tmp_path / "banked.png"
+    assert main(["generate", "--model", str(tiny_clip_config), "--prompt", "a red square", "--bank", str(bank),
+                 "--procrustes-k", "3", "--blend-k", "2", "--out", str(out), *TINY]) == 0
+    assert Image.open(out).size == (24, 16)
