@@ -1,0 +1,43 @@
+"""Render INR: draw optimised INRs at any resolution (they are continuous images)."""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+from comfy_api.latest import io
+
+from ..inversion_core import FinerINR
+from .common import CATEGORY, MAX_SIZE, InrType, image_to_comfy, make_schema
+
+MAX_RENDER = 16384  # widget limit, in pixels per side (rendering is chunked, so memory is not the limit)
+
+
+class RenderINR(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return make_schema(
+            node_id="CLIPInversionRenderINR",
+            display_name="Render INR",
+            category=CATEGORY,
+            description=(
+                "Renders INRs from an optimiser or task node at any width and height. The INR is a continuous "
+                "function of the pixel coordinates, so a larger render adds resolution instead of blur (detail "
+                "beyond what was optimised is the network's own interpolation). The aspect ratio may differ "
+                "from the optimised one (the image is stretched)."
+            ),
+            search_aliases=["upscale inr", "render", "resolution"],
+            inputs=[
+                InrType.Input("inr", tooltip="INRs from an 'INR Optimizer', 'Style Transfer' or 'Text-Guided Edit' node."),
+                io.Int.Input("width", default=512, min=8, max=MAX_RENDER, step=8,
+                             tooltip=f"Output width in pixels (any size; above {MAX_SIZE} takes a while)."),
+                io.Int.Input("height", default=512, min=8, max=MAX_RENDER, step=8, tooltip="Output height in pixels."),
+            ],
+            outputs=[io.Image.Output(display_name="images", tooltip="One image per INR of the batch.")],
+        )
+
+    @classmethod
+    def execute(cls, inr, width: int, height: int) -> io.NodeOutput:
+        if not isinstance(inr, FinerINR):
+            raise ValueError(f"inr must come from an INR Optimizer or task node, got {type(inr).__name__}")
+        device = mm.get_torch_device()
+        images = inr.clone().to(device).render(height, width)  # a copy: the cached input stays where it is
+        return io.NodeOutput(image_to_comfy(images, mm.intermediate_device()))
