@@ -12,11 +12,11 @@ async def comfy_entrypoint():
     import logging
 
     try:
-        from .nodes import CLIPInversionExtension, register_model_folder
+        from .nodes import CLIPInversionExtension, register_folders
     except Exception:
         logging.getLogger("clip_inversion").exception(
             "CLIP Inversion: importing the nodes failed; the pack's nodes are unavailable"
         )
         raise
-    register_model_folder()
+    register_folders()
     return CLIPInversionExtension()

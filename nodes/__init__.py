@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .comfy_bridge import register_model_folder
+from .bank import BuildReferenceBank, LoadReferenceBank
+from .comfy_bridge import register_folders, register_model_folder
+from .guidance import BlendingLossTerm, ProcrustesProjection, RobustInit
 from .loader import LoadClipForInversion
 from .optimizer import INROptimizer
 from .render import RenderINR
-from .settings import AugmentSettings, INRSettings, ScheduleSettings
+from .settings import AugmentSettings, INRSettings, PerformanceSettings, ScheduleSettings
 from .targets import CombineTargets, ImageTarget, TextTarget
 from .tasks import StyleTransfer, TextGuidedEdit
 
@@ -28,6 +30,12 @@ NODES: tuple[type[io.ComfyNode], ...] = (
     INRSettings,
     ScheduleSettings,
     AugmentSettings,
+    PerformanceSettings,
+    LoadReferenceBank,
+    BuildReferenceBank,
+    ProcrustesProjection,
+    RobustInit,
+    BlendingLossTerm,
 )
 
 
@@ -36,4 +44,4 @@ class CLIPInversionExtension(ComfyExtension):
         return list(NODES)
 
 
-__all__ = ["NODES", "CLIPInversionExtension", "register_model_folder"]
+__all__ = ["NODES", "CLIPInversionExtension", "register_folders", "register_model_folder"]

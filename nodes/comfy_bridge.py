@@ -1,7 +1,8 @@
 """Glue between the engine and ComfyUI: model folder, model management, progress, memory.
 
-* ``register_model_folder()`` adds ``models/clip_inversion`` under the key ``clip_inversion``
-  while keeping any paths the user configured for that key in extra_model_paths.yaml.
+* ``register_model_folder()`` adds ``models/clip_inversion`` under the key ``clip_inversion``, and
+  ``register_bank_folder()`` adds ``models/clip_inversion_banks`` under ``clip_inversion_banks``,
+  each keeping any paths the user configured for that key in extra_model_paths.yaml.
 * ``InversionClip`` is what travels on an INVERSION_CLIP link: the engine's ClipBundle plus a
   ComfyUI ``ModelPatcher`` around its model, so ComfyUI's model management places it on the GPU
   (evicting e.g. a diffusion model when needed) and can evict it in turn.
@@ -9,6 +10,8 @@
   a JPEG preview every few steps, and an interrupt check every step (``POST /interrupt``).
 * ``gradient_run()`` wraps one optimisation: checks the memory it needs, turns an out-of-memory
   error into a message naming the inputs to lower, and releases cached memory afterwards.
+* ``BuildProgress`` turns a bank build's per-shard callback into ComfyUI progress and interrupt
+  checks.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from PIL import Image
 from ..inversion_core import ClipBundle, RunConfig, StepProgress
 
 MODEL_FOLDER = "clip_inversion"  # key in folder_paths and directory name under models/
+BANK_FOLDER = "clip_inversion_banks"  # reference banks (.safetensors), same convention
+BANK_SUFFIX = ".safetensors"  # the only format a bank file has
 CONFIG_SUFFIX = ".json"  # open_clip model config next to the weights (same stem)
 FOLDER_CONFIG_NAME = "open_clip_config.json"  # Hugging Face open_clip layout: one folder per model
 HUB_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names on the hub
@@ -48,18 +53,34 @@ def register_model_folder() -> list[str]:
     and come first; the default folder is appended, and the extension filter is widened to weights
     plus ``.json`` configs (ComfyUI gives a key created from the yaml an empty filter).
     """
-    default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
-    extensions = set(folder_paths.supported_pt_extensions) | {CONFIG_SUFFIX}
-    if MODEL_FOLDER in folder_paths.folder_names_and_paths:
-        paths, existing = folder_paths.folder_names_and_paths[MODEL_FOLDER]
+    return _register_folder(MODEL_FOLDER, set(folder_paths.supported_pt_extensions) | {CONFIG_SUFFIX})
+
+
+def register_bank_folder() -> list[str]:
+    """Register ``models/clip_inversion_banks`` (idempotent), like :func:`register_model_folder`;
+    only ``.safetensors`` files are listed (the bank format)."""
+    return _register_folder(BANK_FOLDER, {BANK_SUFFIX})
+
+
+def register_folders() -> None:
+    """Every folder the pack reads from (called once by the pack's ``comfy_entrypoint``)."""
+    register_model_folder()
+    register_bank_folder()
+
+
+def _register_folder(key: str, extensions: set[str]) -> list[str]:
+    """Add ``models/<key>`` to ``key``'s folders after any the user configured; return them in order."""
+    default = os.path.join(folder_paths.models_dir, key)
+    if key in folder_paths.folder_names_and_paths:
+        paths, existing = folder_paths.folder_names_and_paths[key]
         if default not in paths:
             paths.append(default)
-        folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(existing) | extensions)
+        folder_paths.folder_names_and_paths[key] = (paths, set(existing) | extensions)
     else:
-        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], extensions)
+        folder_paths.folder_names_and_paths[key] = ([default], set(extensions))
     with contextlib.suppress(OSError):
         os.makedirs(default, exist_ok=True)
-    return list(folder_paths.folder_names_and_paths[MODEL_FOLDER][0])
+    return list(folder_paths.folder_names_and_paths[key][0])
 
 
 def model_files() -> list[str]:
@@ -134,6 +155,50 @@ def resolve_model_file(name: str) -> tuple[str, str | None]:
         f"{os.path.basename(sibling)!r}, or as {FOLDER_CONFIG_NAME!r} in its folder (the file of that name "
         f"in the model's Hugging Face repository)."
     )
+
+
+def bank_files() -> list[str]:
+    """Bank files (``.safetensors``) of the bank folders, as relative paths."""
+    register_bank_folder()
+    return sorted(folder_paths.get_filename_list(BANK_FOLDER))
+
+
+def resolve_bank_file(name: str) -> str:
+    """Full path of an entry of :func:`bank_files`; a FileNotFoundError naming the folders otherwise."""
+    register_bank_folder()
+    path = folder_paths.get_full_path(BANK_FOLDER, name)
+    if path is None:
+        searched = ", ".join(register_bank_folder())
+        raise FileNotFoundError(
+            f"bank file {name!r} is not in the reference bank folders ({searched}). Build one with the "
+            f"'Build Reference Bank' node or `python -m inversion_core bank build --out <folder>/{name}`, "
+            f"then press R to refresh."
+        )
+    return path
+
+
+def bank_file_name(file_name: str) -> str:
+    """``file_name`` as a relative ``.safetensors`` path inside a bank folder (suffix added when
+    missing); a ValueError for an empty name or one that would leave the folder."""
+    name = (file_name or "").strip().replace("\\", "/")
+    if not name:
+        raise ValueError("file_name is empty: give the bank a name, e.g. 'my_bank'")
+    if not name.lower().endswith(BANK_SUFFIX):
+        name += BANK_SUFFIX
+    parts = name.split("/")
+    if name.startswith("/") or os.path.isabs(name) or ".." in parts or any(not p for p in parts):
+        raise ValueError(
+            f"file_name {file_name!r} must be a name inside models/{BANK_FOLDER} (subfolders allowed), not an "
+            "absolute path or one with '..'; e.g. 'my_bank' or 'toyworld/reference'"
+        )
+    return name
+
+
+def bank_output_path(file_name: str) -> tuple[str, str]:
+    """(relative name, absolute path in the default bank folder) for a bank to be written."""
+    name = bank_file_name(file_name)
+    register_bank_folder()
+    return name, os.path.join(folder_paths.models_dir, BANK_FOLDER, *name.split("/"))
 
 
 # --- model management --------------------------------------------------------------------------
@@ -272,6 +337,23 @@ class RunProgress:
             preview = ("JPEG", preview_image(progress.images[0]), PREVIEW_SIZE)
         self.bar.update_absolute(self.fit_steps + progress.step, self.total, preview)
         return False
+
+
+class BuildProgress:
+    """``build_bank(progress=...)`` callback: ComfyUI progress in images, an interrupt check per shard.
+
+    The engine calls it after each finished shard (``batch_size`` images), so Cancel takes effect at
+    the next shard boundary; the shards already written stay on disk and a rerun resumes from them.
+    TEMP (notes/nodes_needs.md A7): no callback inside a shard yet, so the node exposes batch_size
+    to make Cancel quicker.
+    """
+
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(total)
+
+    def __call__(self, done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        self.bar.update_absolute(done, total)
 
 
 def preview_image(image: torch.Tensor) -> Image.Image:

@@ -22,6 +22,9 @@ InrType = io.Custom("INVERSION_INR")  # inversion_core.FinerINR (on the intermed
 InrSettingsType = io.Custom("INVERSION_INR_SETTINGS")  # inversion_core.INRConfig
 ScheduleSettingsType = io.Custom("INVERSION_SCHEDULE_SETTINGS")  # inversion_core.ScheduleConfig
 AugmentSettingsType = io.Custom("INVERSION_AUGMENT_SETTINGS")  # inversion_core.AugmentConfig
+PerformanceSettingsType = io.Custom("INVERSION_PERFORMANCE_SETTINGS")  # nodes.settings.PerformanceConfig
+BankType = io.Custom("INVERSION_BANK")  # inversion_core.bank.ReferenceBank
+LossType = io.Custom("INVERSION_LOSS")  # a list of engine loss terms (inversion_core.LossTerm protocol)
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF  # the widget range ComfyUI's samplers use
 MAX_SIZE = 4096  # largest width/height a widget accepts, in pixels

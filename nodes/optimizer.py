@@ -1,7 +1,8 @@
 """INR Optimizer: the sampler-like node that inverts CLIP (CLIP⁻¹) into images.
 
 Widgets become one ``RunConfig``; the run is one ``inversion_core.invert`` call (preceded by a
-``fit_inr_to_image`` call when an init image is given). The widget helpers here are shared with the
+``fit_inr_to_image`` call when an init image is given). Extra loss terms (e.g. from 'Blending Loss')
+arrive through the optional ``loss_terms`` input. The widget helpers here are shared with the
 task nodes so the same setting always reads the same.
 """
 
@@ -25,13 +26,15 @@ from .common import (
     ClipType,
     InrSettingsType,
     InrType,
+    LossType,
+    PerformanceSettingsType,
     ScheduleSettingsType,
     TargetType,
     image_to_comfy,
     image_to_engine,
     make_schema,
 )
-from .settings import AUGMENT_DEFAULTS, INR_DEFAULTS, SCHEDULE_DEFAULTS
+from .settings import AUGMENT_DEFAULTS, INR_DEFAULTS, PERFORMANCE_DEFAULTS, SCHEDULE_DEFAULTS, PerformanceConfig
 
 SEED_SPACE = 2**63  # seeds are reduced into [0, 2^63) so seed + image index fits torch's 64-bit seed
 DEFAULT_STEPS = 400  # the paper's main setting
@@ -98,6 +101,19 @@ def settings_inputs() -> list[io.Input]:
     ]
 
 
+def performance_input() -> io.Input:
+    """Appended after every other input, so workflows saved before it existed keep their slots."""
+    return PerformanceSettingsType.Input("performance", optional=True,
+                                         tooltip="From 'Performance Settings' (autocast precision, torch.compile). "
+                                         "Unconnected: auto precision, no compilation.")
+
+
+def loss_terms_input() -> io.Input:
+    return LossType.Input("loss_terms", optional=True,
+                          tooltip="Extra loss terms added to the objective every step, e.g. from 'Blending Loss' "
+                          "(pull toward real images of a reference bank). Unconnected: the target loss only.")
+
+
 def outputs() -> list[io.Output]:
     return [
         io.Image.Output(display_name="images", tooltip="The optimised images, at the run's width x height."),
@@ -107,14 +123,39 @@ def outputs() -> list[io.Output]:
 
 
 def run_config(steps: int, width: int, height: int, learning_rate: float, views: int, schedule: str,
-               inr_settings=None, schedule_settings=None, augment_settings=None, inr_default=None) -> RunConfig:
+               inr_settings=None, schedule_settings=None, augment_settings=None, inr_default=None,
+               performance=None) -> RunConfig:
     """One RunConfig from widgets and optional settings objects (engine defaults when absent)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    if performance is not None and not isinstance(performance, PerformanceConfig):
+        raise ValueError(f"performance must come from a 'Performance Settings' node, got {type(performance).__name__}")
+    perf = performance or PERFORMANCE_DEFAULTS
     inr = inr_settings or inr_default or INR_DEFAULTS
     schedule_config = dataclasses.replace(schedule_settings or SCHEDULE_DEFAULTS, kind=schedule, lr=learning_rate)
     augment = dataclasses.replace(augment_settings or AUGMENT_DEFAULTS, views=views)
-    return RunConfig(steps=steps, width=width, height=height, inr=inr, schedule=schedule_config, augment=augment)
+    return RunConfig(steps=steps, width=width, height=height, inr=inr, schedule=schedule_config, augment=augment,
+                     precision=perf.precision, compile=perf.compile)
+
+
+def loss_term_list(value) -> list:
+    """The ``loss_terms`` input as a list: None -> [], one term -> [term], a list stays a list.
+
+    The engine keys terms by ``name`` each step, so two terms of one name would silently replace
+    each other; that is refused here (TEMP until the engine refuses it, notes/nodes_needs.md A9).
+    """
+    if value is None:
+        return []
+    terms = list(value) if isinstance(value, (list, tuple)) else [value]
+    for term in terms:
+        if not callable(term) or not isinstance(getattr(term, "name", None), str):
+            raise ValueError(f"loss_terms must come from a loss node such as 'Blending Loss', "
+                             f"got {type(term).__name__}")
+    names = [term.name for term in terms]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"loss_terms holds several terms named {repeated}; connect one term of each kind")
+    return terms
 
 
 def image_seeds(seed: int, count: int) -> list[int]:
@@ -151,7 +192,8 @@ class INROptimizer(io.ComfyNode):
                 "small sine network (INR) is rendered, augmented into views, encoded by the frozen CLIP, and "
                 "trained until the embedding matches the target. No diffusion model is involved. Shows a live "
                 "preview; Cancel stops within one step. Connect init_inr to continue from a previous result, or "
-                "init_image to start from a picture (it is fitted first)."
+                "init_image to start from a picture (it is fitted first). With a reference bank, connect Procrustes "
+                "Projection (target), Robust Init (init_inr) and Blending Loss (loss_terms)."
             ),
             search_aliases=["clip inversion", "clip^-1", "clip decoder", "sampler", "inr", "text to image"],
             inputs=[
@@ -180,6 +222,8 @@ class INROptimizer(io.ComfyNode):
                                tooltip="Start from this picture: an INR is fitted to it (fit_steps) and then "
                                "optimised toward the target. One image, or one per batch item. Not with init_inr."),
                 *settings_inputs(),
+                loss_terms_input(),
+                performance_input(),
             ],
             outputs=outputs(),
         )
@@ -188,13 +232,14 @@ class INROptimizer(io.ComfyNode):
     def execute(cls, clip, target, width: int, height: int, batch_size: int, steps: int, seed: int,
                 learning_rate: float, views: int, schedule: str, fit_steps: int, clip_2=None, clip_3=None,
                 init_inr=None, init_image=None, inr_settings=None, schedule_settings=None,
-                augment_settings=None) -> io.NodeOutput:
+                augment_settings=None, loss_terms=None, performance=None) -> io.NodeOutput:
         clips = comfy_bridge.as_clips([clip, clip_2, clip_3], ["clip", "clip_2", "clip_3"])
         target = check_target(target)
+        terms = loss_term_list(loss_terms)
         if init_inr is not None and init_image is not None:
             raise ValueError("connect either init_inr or init_image, not both")
         config = run_config(steps, width, height, learning_rate, views, schedule, inr_settings, schedule_settings,
-                            augment_settings, inr_default=getattr(init_inr, "config", None))
+                            augment_settings, inr_default=getattr(init_inr, "config", None), performance=performance)
         seeds = image_seeds(seed, batch_size)
         pixels = None
         if init_image is not None:
@@ -210,5 +255,6 @@ class INROptimizer(io.ComfyNode):
             if pixels is not None:
                 init = fit_inr_to_image(pixels.to(device), config.inr, steps=fit_steps, seed=seeds[0],
                                         callback=progress.fit_step)
-            result = invert(bundles, [target] * batch_size, config, init=init, seed=seeds, callback=progress.step)
+            result = invert(bundles, [target] * batch_size, config, init=init, seed=seeds, loss_terms=terms,
+                            callback=progress.step)
         return node_outputs(result)

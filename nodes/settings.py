@@ -1,21 +1,35 @@
-"""Settings nodes: INR, layer schedule and augmentation configs for the optimiser and task nodes.
+"""Settings nodes: INR, layer schedule, augmentation and performance settings for the optimiser and
+task nodes.
 
-Each node only builds one engine config dataclass; leaving a settings input unconnected uses the
-engine's defaults (the same values these nodes show). The engine validates every field and its
-message names the field, so the nodes add no checks of their own beyond widget ranges.
+Each node only builds one engine config dataclass (performance: the two RunConfig fields it sets);
+leaving a settings input unconnected uses the engine's defaults (the same values these nodes
+show). The engine validates every field and its message names the field, so the nodes add no
+checks of their own beyond widget ranges.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+
 from comfy_api.latest import io
 
-from ..inversion_core import AugmentConfig, INRConfig, ScheduleConfig
+from ..inversion_core import AugmentConfig, INRConfig, RunConfig, ScheduleConfig
 from ..inversion_core.inr import OUTPUTS
-from .common import CATEGORY, AugmentSettingsType, InrSettingsType, ScheduleSettingsType, make_schema
+from .common import (
+    CATEGORY,
+    AugmentSettingsType,
+    InrSettingsType,
+    PerformanceSettingsType,
+    ScheduleSettingsType,
+    choice,
+    make_schema,
+)
 
 INR_DEFAULTS = INRConfig()
 SCHEDULE_DEFAULTS = ScheduleConfig()
 AUGMENT_DEFAULTS = AugmentConfig()
+RUN_DEFAULTS = RunConfig()
 
 
 def _fraction(name: str, default: float, tooltip: str) -> io.Float.Input:
@@ -141,3 +155,78 @@ class AugmentSettings(io.ComfyNode):
             crop_scale=(crop_min, crop_max), translate=translate, shear=shear, brightness=brightness,
             contrast=contrast, saturation=saturation, noise=noise,
         ))
+
+
+# --- performance ---------------------------------------------------------------------------------
+
+
+class AutocastPrecision(str, Enum):
+    """``precision`` combo -> RunConfig.precision (the label is the engine value)."""
+
+    AUTO = "auto"  # bf16 on a CUDA GPU with bf16 support, fp16 on other CUDA GPUs, fp32 elsewhere
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class CompileMode(str, Enum):
+    """``compile`` combo -> RunConfig.compile (the label is the engine value)."""
+
+    OFF = "off"
+    DEFAULT = "default"
+    REDUCE_OVERHEAD = "reduce-overhead"
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    """The INVERSION_PERFORMANCE_SETTINGS value: how a run computes, not what it computes."""
+
+    precision: str = RUN_DEFAULTS.precision  # RunConfig.precision: autocast dtype of the CLIP pass
+    compile: str = RUN_DEFAULTS.compile  # RunConfig.compile: torch.compile mode of render + CLIP pass
+
+
+PERFORMANCE_DEFAULTS = PerformanceConfig()
+
+
+class PerformanceSettings(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return make_schema(
+            node_id="CLIPInversionPerformanceSettings",
+            display_name="Performance Settings",
+            category=f"{CATEGORY}/settings",
+            description=(
+                "How a run computes, not what it computes: the precision of the CLIP pass (autocast) and "
+                "whether the render and CLIP pass are compiled with torch.compile. Unconnected, runs use auto "
+                "precision and no compilation. The choices change speed and memory, not the method; a lower "
+                "precision gives slightly different images."
+            ),
+            search_aliases=["speed", "autocast", "bf16", "fp16", "torch.compile", "performance"],
+            inputs=[
+                io.Combo.Input(
+                    "precision", options=AutocastPrecision, default=AutocastPrecision(PERFORMANCE_DEFAULTS.precision),
+                    tooltip=(
+                        "Number format of the CLIP pass (the INR always computes in fp32). auto: bf16 on a "
+                        "CUDA GPU (fp16 on GPUs without bf16), fp32 on the CPU, where autocast is slower. "
+                        "fp32: exact and slowest on a GPU. bf16: faster and lighter on recent GPUs, tiny "
+                        "rounding differences. fp16: for older GPUs; gradients are scaled to avoid underflow."
+                    ),
+                ),
+                io.Combo.Input(
+                    "compile", options=CompileMode, default=CompileMode(PERFORMANCE_DEFAULTS.compile),
+                    tooltip=(
+                        "torch.compile of the render and the CLIP pass. off: no compilation (starts at once). "
+                        "default: the first steps of every run wait for compilation (up to a minute), later "
+                        "steps are faster; pays off for long runs on a GPU. reduce-overhead: also CUDA graphs, "
+                        "fastest per step, most memory. Falls back to off with a warning where compiling fails."
+                    ),
+                ),
+            ],
+            outputs=[PerformanceSettingsType.Output(display_name="performance",
+                                                    tooltip="Performance settings for an optimiser or task node.")],
+        )
+
+    @classmethod
+    def execute(cls, precision: str, compile: str) -> io.NodeOutput:
+        return io.NodeOutput(PerformanceConfig(precision=choice(AutocastPrecision, precision, "precision").value,
+                                               compile=choice(CompileMode, compile, "compile").value))

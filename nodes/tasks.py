@@ -25,6 +25,7 @@ from .optimizer import (
     learning_rate_input,
     node_outputs,
     outputs,
+    performance_input,
     run_config,
     schedule_input,
     seed_input,
@@ -89,6 +90,7 @@ class StyleTransfer(io.ComfyNode):
                 fit_steps_input("Steps fitting the INR to the content image before restyling. More = a sharper start."),
                 *ensemble_inputs(),
                 *settings_inputs(),
+                performance_input(),
             ],
             outputs=outputs(),
         )
@@ -96,10 +98,10 @@ class StyleTransfer(io.ComfyNode):
     @classmethod
     def execute(cls, clip, content, style, content_weight: float, resolution: int, steps: int, seed: int,
                 learning_rate: float, views: int, schedule: str, fit_steps: int, clip_2=None, clip_3=None,
-                inr_settings=None, schedule_settings=None, augment_settings=None) -> io.NodeOutput:
+                inr_settings=None, schedule_settings=None, augment_settings=None, performance=None) -> io.NodeOutput:
         clips = comfy_bridge.as_clips([clip, clip_2, clip_3], ["clip", "clip_2", "clip_3"])
         config = run_config(steps, resolution, resolution, learning_rate, views, schedule, inr_settings,
-                            schedule_settings, augment_settings)
+                            schedule_settings, augment_settings, performance=performance)
         return _run(style_transfer, clips, config, seed, fit_steps, content=one_image(content, "content"),
                     style=check_target(style), content_weight=content_weight)
 
@@ -138,6 +140,7 @@ class TextGuidedEdit(io.ComfyNode):
                 fit_steps_input("Steps fitting the INR to the image before editing. More = more faithful start."),
                 *ensemble_inputs(),
                 *settings_inputs(),
+                performance_input(),
             ],
             outputs=outputs(),
         )
@@ -151,9 +154,10 @@ class TextGuidedEdit(io.ComfyNode):
     @classmethod
     def execute(cls, clip, image, edit_prompt: str, source_prompt: str, strength: float, resolution: int, steps: int,
                 seed: int, learning_rate: float, views: int, schedule: str, fit_steps: int, clip_2=None,
-                clip_3=None, inr_settings=None, schedule_settings=None, augment_settings=None) -> io.NodeOutput:
+                clip_3=None, inr_settings=None, schedule_settings=None, augment_settings=None,
+                performance=None) -> io.NodeOutput:
         clips = comfy_bridge.as_clips([clip, clip_2, clip_3], ["clip", "clip_2", "clip_3"])
         config = run_config(steps, resolution, resolution, learning_rate, views, schedule, inr_settings,
-                            schedule_settings, augment_settings)
+                            schedule_settings, augment_settings, performance=performance)
         return _run(edit, clips, config, seed, fit_steps, image=one_image(image, "image"), edit_prompt=edit_prompt,
                     source_prompt=source_prompt.strip() or None, strength=strength)

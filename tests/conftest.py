@@ -106,6 +106,47 @@ def tiny_inr_settings(pack_nodes):
     node = pack_nodes["CLIPInversionINRSettings"]
     return node_harness.run_node(node, hidden_layers=1, width=16, omega=30.0, first_bias_scale=1.0,
                                  output="sigmoid")[0]
+@pytest.fixture(scope="session")
+def reference_images(tmp_path_factory) -> Path:
+    """Six captioned PNGs (a coloured square, left or right) in a folder, as a bank source."""
+    import node_harness
+
+    return node_harness.write_reference_images(tmp_path_factory.mktemp("reference_images"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bank_files(tmp_path_factory, reference_images, tiny_clip_config) -> dict[str, Path]:
+    """Bank files of the reference images for the tiny CLIP, built once: "seeds" (TINY_INR seeds) and "plain"."""
+    import node_harness
+
+    folder = tmp_path_factory.mktemp("banks")
+    return {kind: node_harness.build_tiny_bank(folder / f"{kind}.safetensors", reference_images, tiny_clip_config,
+                                               with_seeds=kind == "seeds")
+            for kind in ("seeds", "plain")}
+
+
+@pytest.fixture()
+def tiny_bank(comfy_env, tiny_bank_files) -> str:
+    """The tiny seeded bank copied into models/clip_inversion_banks; returns its entry in the loader's combo."""
+    import shutil
+
+    import folder_paths
+
+    folder = Path(folder_paths.models_dir) / "clip_inversion_banks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, path in tiny_bank_files.items():
+        shutil.copy(path, folder / f"tiny-bank-{kind}.safetensors")
+    return "tiny-bank-seeds.safetensors"
+
+
+@pytest.fixture()
+def bank_value(tiny_bank, tiny_model, pack_nodes):
+    """The INVERSION_BANK value of the tiny seeded bank, made by the Load Reference Bank node."""
+    import node_harness
+
+    return node_harness.run_node(pack_nodes["CLIPInversionLoadReferenceBank"], bank=tiny_bank)[0]
+
+
 # ==============================================================================================
 # End of the node-layer block.
 # ==============================================================================================

@@ -173,12 +173,87 @@ ComfyUI unloads the CLIP model when the diffusion model needs the memory.""", (-
     return b.workflow()
 
 
+TOY_CLIP = "toyclip.safetensors"  # benchmarks/toyworld/model/, written by `python -m benchmarks.toyworld.train_clip`
+TOY_BANK = "toyworld_reference.safetensors"  # a bank of benchmarks/toyworld/reference_set for that CLIP
+
+BANK_NOTE = f"""## Files: the toy world's CLIP and a bank of its reference set
+
+This example runs on a CPU: it uses the repository's toy world (a small CLIP trained on
+coloured shapes) and a reference bank of the 384 captioned pictures in
+`benchmarks/toyworld/reference_set/`. Make both once, from the repository root:
+
+```
+python -m benchmarks.toyworld.train_clip
+python -m inversion_core bank build --source benchmarks/toyworld/reference_set \\
+    --model benchmarks/toyworld/model/toyclip.json \\
+    --weights benchmarks/toyworld/model/toyclip.safetensors \\
+    --out /path/to/ComfyUI/models/clip_inversion_banks/{TOY_BANK}
+```
+
+(training takes about 25 minutes on 2 CPU cores). Then copy
+`benchmarks/toyworld/model/toyclip.safetensors` and `toyclip.json` into
+
+```
+ComfyUI/models/clip_inversion/
+```
+
+keeping both names (a bank records its CLIP by config name and weights), and press **R**.
+
+**Your own CLIP and pictures:** a folder of images with same-name `.txt` captions becomes a bank
+with the **Build Reference Bank** node (or the command above with `--model`/`--weights` of that
+CLIP, e.g. `ViT-B-32-laion2b_s34b_b79k/open_clip_model.safetensors` from
+https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K). A bank only works with the CLIP
+that built it.
+
+## The three stabilisers of CLIP⁻¹
+
+* **Procrustes Projection** moves the prompt's embedding to where images of it lie.
+* **Robust Init** starts from the bank's seed INR with the nearest caption; the optimiser
+  takes its INR settings from it.
+* **Blending Loss** pulls the image toward the bank pictures nearest the projected prompt.
+
+Leave any of them out to compare (connect the Text Target to the optimiser directly).
+"""
+
+
+def text_to_image_with_bank() -> dict:
+    b = _builder()
+    b.note(BANK_NOTE, (-500, 0), (480, 760))
+    clip = b.add("CLIPInversionLoadCLIP", (20, 0), (340, 130), widgets={"model": TOY_CLIP})
+    bank = b.add("CLIPInversionLoadReferenceBank", (20, 170), (340, 80), widgets={"bank": TOY_BANK})
+    target = b.add("CLIPInversionTextTarget", (20, 290), (340, 160),
+                   widgets={"text": "a large red circle at the left on a dark background"})
+    projection = b.add("CLIPInversionProcrustes", (400, 0), (320, 170))
+    init = b.add("CLIPInversionRobustInit", (400, 210), (320, 150))
+    blend = b.add("CLIPInversionBlendingLoss", (400, 400), (320, 190))
+    opt = b.add("CLIPInversionOptimizer", (760, 0), (340, 600), controls={"seed": "randomize"},
+                widgets={"width": 64, "height": 64, "steps": 200, "views": 8})
+    save = b.add("SaveImage", (1140, 0), (300, 330), widgets={"filename_prefix": "clip_inversion/t2i_bank"})
+    render = b.add("CLIPInversionRenderINR", (1140, 370), (300, 110), widgets={"width": 256, "height": 256})
+    preview = b.add("PreviewImage", (1480, 370), (300, 330))
+    for node in (projection, init, blend):
+        b.link(clip, 0, node, "clip")
+        b.link(bank, 0, node, "bank")
+    b.link(target, 0, projection, "target")
+    b.link(target, 0, init, "target")
+    b.link(projection, 0, blend, "target")
+    b.link(clip, 0, opt, "clip")
+    b.link(projection, 0, opt, "target")
+    b.link(init, 0, opt, "init_inr")
+    b.link(blend, 0, opt, "loss_terms")
+    b.link(opt, 0, save, "images")
+    b.link(opt, 1, render, "inr")
+    b.link(render, 0, preview, "images")
+    return b.workflow()
+
+
 WORKFLOWS = {
     "text_to_image": text_to_image,
     "image_reconstruction": image_reconstruction,
     "style_transfer": style_transfer,
     "text_guided_edit": text_guided_edit,
     "refine_with_stable_diffusion": refine_with_stable_diffusion,
+    "text_to_image_with_bank": text_to_image_with_bank,
 }
 
 

@@ -282,3 +282,41 @@ TINY_CLIP_CONFIG = {
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
+
+
+# --- tiny reference banks -------------------------------------------------------------------------
+
+TINY_INR = {"hidden_layers": 1, "width": 16, "omega": 30.0, "first_bias_scale": 1.0, "output": "sigmoid"}
+TINY_SEEDS = {"gamma": 0.002, "steps": 3, "size": 16, "blur_sigma": 1.0}  # seconds for a handful of images
+_COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220), "yellow": (230, 220, 40)}
+
+
+def write_reference_images(folder: str | Path, count: int = 6, size: int = 24) -> Path:
+    """``count`` PNGs (a coloured square on grey, left or right) with same-name .txt captions."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(_COLOURS)
+    for i in range(count):
+        colour, side = names[i % len(names)], ("left", "right")[(i // len(names)) % 2]
+        image = Image.new("RGB", (size, size), (128, 128, 128))
+        x0 = 2 if side == "left" else size // 2
+        image.paste(_COLOURS[colour], (x0, size // 4, x0 + size // 2 - 2, 3 * size // 4))
+        image.save(folder / f"{i:03d}.png")
+        (folder / f"{i:03d}.txt").write_text(f"a {colour} square on the {side}\n")
+    return folder
+
+
+def build_tiny_bank(out: str | Path, source: str | Path, clip_config: str | Path, *, with_seeds: bool = True,
+                    batch_size: int = 4) -> Path:
+    """A bank of ``source`` for the tiny random CLIP of ``clip_config`` (identity tiny-clip@random-seed0 when
+    the file is named tiny-clip.json), with TINY_INR seeds."""
+    from inversion_core import INRConfig, load_clip
+    from inversion_core.awp import SeedConfig
+    from inversion_core.bank_build import build_bank
+
+    clip = load_clip(clip_config, seed=0)
+    build_bank(source, out, clip, inr_config=INRConfig(**TINY_INR), seed_config=SeedConfig(**TINY_SEEDS),
+               with_seeds=with_seeds, batch_size=batch_size, progress=False)
+    return Path(out)

@@ -19,7 +19,7 @@ import node_harness
 import pytest
 import workflow_tools as wt
 from comfy_client import PREVIEW_IMAGE, ComfyServer
-from test_workflows import EXAMPLES, FAST, FILE_INPUTS, _load
+from test_workflows import EXAMPLES, FILE_INPUTS, TINY_BANK, TINY_MODEL, _load, use_test_files
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 pytestmark = [
@@ -39,9 +39,13 @@ def server(tmp_path_factory):
     (base / "custom_nodes").mkdir()
     os.symlink(node_harness.REPO_ROOT, base / "custom_nodes" / "clip_inversion", target_is_directory=True)
     (base / "models" / "clip_inversion").mkdir(parents=True)
-    (base / "models" / "clip_inversion" / "tiny-clip.json").write_text(json.dumps(node_harness.TINY_CLIP_CONFIG))
+    clip_config = base / "models" / "clip_inversion" / TINY_MODEL
+    clip_config.write_text(json.dumps(node_harness.TINY_CLIP_CONFIG))
     (base / "input").mkdir()
     Image.new("RGB", (48, 40), (200, 60, 40)).save(base / "input" / "example.png")
+    references = node_harness.write_reference_images(base / "input" / "references")
+    (base / "models" / "clip_inversion_banks").mkdir(parents=True)
+    node_harness.build_tiny_bank(base / "models" / "clip_inversion_banks" / TINY_BANK, references, clip_config)
     instance = ComfyServer(Path(COMFYUI_PATH), base, python=os.environ.get("COMFYUI_PYTHON", sys.executable))
     instance.start()
     yield instance
@@ -101,20 +105,18 @@ def _pack_part(prompt: dict, pack_types) -> dict:
                 isinstance(v, list) and v[0] in part and part[v[0]]["class_type"].startswith(PACK_PREFIX)
                 for v in node["inputs"].values()):
             part[node_id] = node
-    for node in part.values():
-        if node["class_type"] == "CLIPInversionLoadCLIP":
-            node["inputs"]["model"] = "tiny-clip.json"
-        node["inputs"].update(FAST.get(node["class_type"], {}))
-    return part
+    return use_test_files(part)
 
 
 def test_pack_loads_without_import_errors(server, live_info):
     ours = {name for name in live_info if name.startswith(PACK_PREFIX)}
-    assert len(ours) == 11, sorted(ours)
+    assert len(ours) == 17, sorted(ours)
     assert all(live_info[n]["category"].startswith("CLIP Inversion") for n in ours)
     failed = [line for line in server.log().splitlines() if "IMPORT FAILED" in line and "clip_inversion" in line]
     assert failed == []
-    assert "tiny-clip.json" in live_info["CLIPInversionLoadCLIP"]["input"]["required"]["model"][1]["options"]
+    assert TINY_MODEL in live_info["CLIPInversionLoadCLIP"]["input"]["required"]["model"][1]["options"]
+    assert live_info["CLIPInversionLoadReferenceBank"]["input"]["required"]["bank"][1]["options"] == [TINY_BANK]
+    assert live_info["CLIPInversionBuildReferenceBank"]["experimental"] is True
 
 
 def test_examples_are_served_as_templates(server):
@@ -186,3 +188,30 @@ def test_bad_inputs_are_messages_and_the_server_keeps_running(server, live_info)
     error = next(e for e in events if e["type"] == "execution_error")["data"]
     assert "Lower width/height" in error["exception_message"]
     assert server.get("/system_stats")
+
+
+def test_build_reference_bank_then_robust_init(server, live_info):
+    """Build Reference Bank on the server's input/references folder (relative path), its seeds through
+    Robust Init into Render INR and Preview Image; the file lands in models/clip_inversion_banks."""
+    prompt = {
+        "1": {"class_type": "CLIPInversionLoadCLIP", "inputs": {"model": TINY_MODEL, "device": "default",
+                                                                "precision": "fp32"}},
+        "2": {"class_type": "CLIPInversionINRSettings", "inputs": dict(node_harness.TINY_INR)},
+        "3": {"class_type": "CLIPInversionBuildReferenceBank", "inputs": {
+            "clip": ["1", 0], "source": "references", "file_name": "served", "with_seeds": True, "gamma": 0.002,
+            "seed_steps": 2, "blur": 1.0, "batch_size": 2, "random_seed": 0, "if_exists": "rebuild",
+            "inr_settings": ["2", 0]}},
+        "4": {"class_type": "CLIPInversionTextTarget", "inputs": {"text": "a red square on the left", "weight": 1.0}},
+        "5": {"class_type": "CLIPInversionRobustInit", "inputs": {"bank": ["3", 0], "target": ["4", 0],
+                                                                  "clip": ["1", 0], "batch_size": 2}},
+        "6": {"class_type": "CLIPInversionRenderINR", "inputs": {"inr": ["5", 0], "width": 32, "height": 32}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+    outcome, events, _, prompt_id = _run(server, prompt)
+    assert outcome == "execution_success", [e for e in events if e["type"] == "execution_error"] or server.log()
+    progress = [(e["data"]["value"], e["data"]["max"]) for e in events
+                if e["type"] == "progress" and e["data"].get("node") == "3"]
+    assert progress and progress[-1] == (6, 6)
+    assert (server.base_dir / "models" / "clip_inversion_banks" / "served.safetensors").is_file()
+    images = [i for o in _history(server, prompt_id)["outputs"].values() for i in o.get("images", [])]
+    assert len(images) == 2

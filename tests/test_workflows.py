@@ -12,7 +12,8 @@ import torch
 import workflow_tools as wt
 
 EXAMPLES = sorted((node_harness.REPO_ROOT / "example_workflows").glob("*.json"))
-FILE_INPUTS = {("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image")}
+FILE_INPUTS = {("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image"), ("CLIPInversionLoadCLIP", "model"),
+               ("CLIPInversionLoadReferenceBank", "bank")}
 CORE_ALLOWED = {"CheckpointLoaderSimple", "CLIPTextEncode", "VAEEncode", "VAEDecode", "KSampler", "SaveImage",
                 "PreviewImage", "LoadImage"}
 FAST = {  # what the test changes so a workflow runs in a second on a CPU
@@ -20,7 +21,22 @@ FAST = {  # what the test changes so a workflow runs in a second on a CPU
     "CLIPInversionStyleTransfer": {"steps": 2, "resolution": 32, "views": 2, "fit_steps": 2},
     "CLIPInversionEdit": {"steps": 2, "resolution": 32, "views": 2, "fit_steps": 2},
     "CLIPInversionRenderINR": {"width": 48, "height": 40},
+    "CLIPInversionProcrustes": {"k": 3},  # the tiny test bank holds 6 pairs
+    "CLIPInversionBlendingLoss": {"k": 3},
 }
+TINY_MODEL = "tiny-clip.json"  # what tests put in models/clip_inversion (see conftest.tiny_model)
+TINY_BANK = "tiny-bank-seeds.safetensors"  # and in models/clip_inversion_banks (conftest.tiny_bank)
+
+
+def use_test_files(part: dict) -> dict:
+    """Point an example's loaders at the tiny test files and make every run fast (in place)."""
+    for node in part.values():
+        if node["class_type"] == "CLIPInversionLoadCLIP":
+            node["inputs"]["model"] = TINY_MODEL
+        if node["class_type"] == "CLIPInversionLoadReferenceBank":
+            node["inputs"]["bank"] = TINY_BANK
+        node["inputs"].update(FAST.get(node["class_type"], {}))
+    return part
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +50,10 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_the_five_tasks_have_examples():
+def test_the_five_tasks_and_the_bank_have_examples():
     assert {p.stem for p in EXAMPLES} == {"text_to_image", "image_reconstruction", "style_transfer",
-                                          "text_guided_edit", "refine_with_stable_diffusion"}
+                                          "text_guided_edit", "refine_with_stable_diffusion",
+                                          "text_to_image_with_bank"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -50,8 +67,37 @@ def test_example_matches_the_node_schemas(path, object_info):
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_names_its_model_files(path):
-    notes = [n["widgets_values"][0] for n in _load(path)["nodes"] if n["type"] == "MarkdownNote"]
+    workflow = _load(path)
+    notes = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "MarkdownNote"]
     assert notes and "models/clip_inversion/" in notes[0] and "huggingface.co" in notes[0]
+    files = [n["widgets_values"][0] for n in workflow["nodes"]
+             if n["type"] in ("CLIPInversionLoadCLIP", "CLIPInversionLoadReferenceBank")]
+    for name in files:  # every file the example loads is named in the note, with where it comes from
+        assert name.startswith("open_clip/") or name.split("/")[-1] in notes[0], name
+    if any(n["type"] == "CLIPInversionLoadReferenceBank" for n in workflow["nodes"]):
+        assert "models/clip_inversion_banks/" in notes[0] and "python -m inversion_core bank build" in notes[0]
+
+
+def test_bank_example_builds_from_the_toy_world_files():
+    note = _load(node_harness.REPO_ROOT / "example_workflows" / "text_to_image_with_bank.json")["nodes"][0]
+    text = note["widgets_values"][0]
+    for path in ("benchmarks/toyworld/reference_set", "benchmarks/toyworld/model/toyclip.json",
+                 "benchmarks/toyworld/model/toyclip.safetensors", "python -m benchmarks.toyworld.train_clip"):
+        assert path in text
+    assert (node_harness.REPO_ROOT / "benchmarks" / "toyworld" / "reference_set").is_dir()
+
+
+def test_workflows_saved_before_the_new_optional_inputs_still_load(object_info):
+    """Optional sockets added later (loss_terms, performance) add no widget values: a workflow saved
+    without them still validates and converts to the same prompt."""
+    for path in EXAMPLES:
+        workflow = _load(path)
+        expected = wt.ui_to_api(workflow, object_info)
+        for node in workflow["nodes"]:
+            node["inputs"] = [s for s in node.get("inputs", []) if s["name"] not in ("loss_terms", "performance")
+                              or s.get("link") is not None]
+        assert wt.check_ui_workflow(workflow, object_info, FILE_INPUTS) == [], path.stem
+        assert wt.ui_to_api(workflow, object_info) == expected
 
 
 def test_refine_example_uses_core_nodes_and_declares_the_checkpoint(object_info):
@@ -78,14 +124,12 @@ def test_checker_catches_broken_workflows(object_info):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_example_pack_part_runs_through_the_stub_layer(path, object_info, pack_nodes, tiny_model, comfy_env):
+def test_example_pack_part_runs_through_the_stub_layer(path, object_info, pack_nodes, tiny_model, tiny_bank,
+                                                      comfy_env):
     prompt = wt.ui_to_api(_load(path), object_info)
-    part = wt.pack_part(prompt, pack_nodes)
+    part = use_test_files(wt.pack_part(prompt, pack_nodes))
     external = {}
     for node_id, node in part.items():
-        if node["class_type"] == "CLIPInversionLoadCLIP":
-            node["inputs"]["model"] = tiny_model
-        node["inputs"].update(FAST.get(node["class_type"], {}))
         if node["class_type"] == "LoadImage":
             external[node_id] = (torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(0)),
                                  torch.zeros(1, 40, 48))

@@ -99,7 +99,7 @@ def check_widget_value(io_type: Any, options: dict, value: Any, file_input: bool
     """Why ``value`` does not fit the widget, or None."""
     combo = _combo_options(io_type, options)
     if combo is not None:
-        if file_input and not combo:
+        if file_input and value not in combo:  # a file the user puts in place (the list is machine-specific)
             return None if isinstance(value, str) and value.lower().endswith(FILE_SUFFIXES) else f"{value!r} is not a file name"
         return None if value in combo else f"{value!r} not in {combo[:12]}{'…' if len(combo) > 12 else ''}"
     if io_type == "INT":
@@ -124,7 +124,7 @@ def check_ui_workflow(workflow: dict, object_info: dict[str, dict],
     """Every problem found in a UI-format workflow; empty when it would load and validate.
 
     ``file_inputs``: (class_type, input) pairs whose combo lists files of the user's machine; their
-    values are checked to be file names instead of members of the (machine-specific) list.
+    values may be any file name, not only members of the (machine-specific) list.
     """
     file_inputs = set(file_inputs)
     problems: list[str] = []
