@@ -138,6 +138,9 @@ def invert(
         raise ValueError(f"all CLIP models of an ensemble must be on one device, got {sorted(map(str, devices))}")
     device = devices.pop()
     seeds = image_seeds(seed, len(targets))
+    names = [term.name for term in loss_terms]
+    if len(set(names)) != len(names) or any(name.startswith("target") for name in names):
+        raise ValueError(f"loss terms need distinct names that do not start with 'target', got {names}")
 
     with autograd_enabled():
         for clip in clips:

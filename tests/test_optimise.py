@@ -133,3 +133,14 @@ def test_bad_inputs_get_clear_messages(tiny_clip, tiny_run):
         AugmentConfig(views=0)
     with pytest.raises(ValueError, match="2 seeds for 1 images"):
         invert(tiny_clip, text_target("x"), tiny_run, seed=[1, 2])
+
+
+def test_loss_terms_with_clashing_names_are_refused(tiny_clip, tiny_run):
+    class Term:
+        name = "blend"
+
+        def __call__(self, render, embeddings, clips):
+            return render.mean(dim=(1, 2, 3))
+
+    with pytest.raises(ValueError, match="distinct names"):
+        invert(tiny_clip, text_target("x"), tiny_run, loss_terms=[Term(), Term()])
