@@ -9,7 +9,7 @@ size (no seeds), timing exact chunked top-k, local/global Procrustes, the blendi
 the file round trip.
 
     python -m benchmarks.bank_throughput [--model ViT-B-32] [--device cpu] [--images 32]
-        [--seed-steps 300] [--entries 100000] [--skip-build] [--skip-query]
+        [--seed-steps 300] [--entries 100000] [--threads N] [--skip-build] [--skip-query]
 """
 
 from __future__ import annotations
@@ -145,9 +145,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--entries", type=int, default=100_000, help="bank size for the query benchmark")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--tmp-dir", help="where to write the query benchmark's bank file (default: system temp)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); on a shared, "
+                        "oversubscribed machine 1 thread avoids OpenMP contention stalls")
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--skip-query", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     clip = load_clip(args.model, args.weights, device=args.device)
     print(f"model={clip.identity} D={clip.embed_dim} device={clip.device} threads={torch.get_num_threads()}")
     if not args.skip_build:

@@ -65,28 +65,47 @@ def _check_pairs(E_T: torch.Tensor, E_I: torch.Tensor) -> None:
         raise ValueError("orthogonal_procrustes needs at least one (text, image) pair; got k=0.")
 
 
-def _subspace_procrustes(Q: torch.Tensor, M_s: torch.Tensor) -> torch.Tensor:
-    """Closest-to-identity orthogonal maximiser of tr(R_sᵀ M_s) inside a subspace.
+def _subspace_rotation(M_s: torch.Tensor) -> torch.Tensor:
+    """Closest-to-identity orthogonal maximiser R_s of tr(R_sᵀ M_s), for M_s (m, m) in a subspace basis.
 
-    Q: (D, m) orthonormal basis of the subspace holding the data; M_s = Qᵀ M Q (m, m).
-    Returns R (D, D) = Q R_s Qᵀ + (I − Q Qᵀ), float64.
-
-    R_s = U_r V_rᵀ + U_⊥ C V_⊥ᵀ, where r is the numerical rank of M_s; C (orthogonal) is free
-    for the minimisation and is chosen to maximise tr(R_s): with V_⊥ᵀ U_⊥ = P S Zᵀ,
+    R_s = U_r V_rᵀ + U_⊥ C V_⊥ᵀ, where r is the numerical rank of M_s = U Σ Vᵀ; C (orthogonal) is
+    free for the minimisation and is chosen to maximise tr(R_s): with V_⊥ᵀ U_⊥ = P S Zᵀ,
     tr(U_⊥ C V_⊥ᵀ) = tr(C P S Zᵀ) is maximal for C = Z Pᵀ (von Neumann's trace inequality).
     """
-    D, m = Q.shape
+    m = M_s.shape[0]
+    if m == 0:
+        return M_s
     U, S, Vh = torch.linalg.svd(M_s)  # M_s = U diag(S) Vh, all (m, m)
     V = Vh.mT
-    r = int((S > _RANK_RTOL * S[0].clamp_min(torch.finfo(S.dtype).tiny)).sum()) if m > 0 else 0
+    r = int((S > _RANK_RTOL * S[0].clamp_min(torch.finfo(S.dtype).tiny)).sum())
     R_s = U[:, :r] @ V[:, :r].mT
     if r < m:
         U_perp, V_perp = U[:, r:], V[:, r:]  # (m, m − r)
         P, _, Zh = torch.linalg.svd(V_perp.mT @ U_perp)
-        C = Zh.mT @ P.mT
-        R_s = R_s + U_perp @ C @ V_perp.mT
-    eye = torch.eye(D, dtype=Q.dtype, device=Q.device)
-    return Q @ (R_s - torch.eye(m, dtype=Q.dtype, device=Q.device)) @ Q.mT + eye
+        R_s = R_s + U_perp @ (Zh.mT @ P.mT) @ V_perp.mT
+    return R_s
+
+
+def _procrustes_factors(E_T: torch.Tensor, E_I: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q (D, m), R_s (m, m)), float64, with R = Q R_s Qᵀ + (I − Q Qᵀ) the closest-to-identity solution.
+
+    Q is an orthonormal basis of span(rows of E_T and E_I): the right singular vectors of the
+    stacked rows with non-negligible singular values.
+    """
+    X = E_T.to(torch.float64)
+    Y = E_I.to(torch.float64)
+    _, S, Vh = torch.linalg.svd(torch.cat([X, Y], dim=0), full_matrices=False)  # (2k, D) rows
+    keep = S > _RANK_RTOL * S[0].clamp_min(torch.finfo(S.dtype).tiny)
+    Q = Vh[keep].mT  # (D, m)
+    M_s = (Y @ Q).mT @ (X @ Q)  # (m, m) = Qᵀ (Yᵀ X) Q
+    return Q, _subspace_rotation(M_s)
+
+
+def _expand(Q: torch.Tensor, R_s: torch.Tensor) -> torch.Tensor:
+    """R = Q R_s Qᵀ + (I − Q Qᵀ), (D, D)."""
+    D, m = Q.shape
+    eye_m = torch.eye(m, dtype=Q.dtype, device=Q.device)
+    return Q @ (R_s - eye_m) @ Q.mT + torch.eye(D, dtype=Q.dtype, device=Q.device)
 
 
 def orthogonal_procrustes(E_T: torch.Tensor, E_I: torch.Tensor) -> torch.Tensor:
@@ -105,15 +124,7 @@ def orthogonal_procrustes(E_T: torch.Tensor, E_I: torch.Tensor) -> torch.Tensor:
         to the identity is returned (ours, see the module docstring). Computed in float64.
     """
     _check_pairs(E_T, E_I)
-    X = E_T.to(torch.float64)
-    Y = E_I.to(torch.float64)
-    # Orthonormal basis of span(rows of X and Y): the right singular vectors of the stacked rows.
-    Z = torch.cat([X, Y], dim=0)  # (2k, D)
-    _, S, Vh = torch.linalg.svd(Z, full_matrices=False)
-    keep = S > _RANK_RTOL * S[0].clamp_min(torch.finfo(S.dtype).tiny)
-    Q = Vh[keep].mT  # (D, m)
-    M_s = (Y @ Q).mT @ (X @ Q)  # (m, m) = Qᵀ (Yᵀ X) Q
-    return _subspace_procrustes(Q, M_s).to(E_T.dtype)
+    return _expand(*_procrustes_factors(E_T, E_I)).to(E_T.dtype)
 
 
 def apply_rotation(e: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
@@ -167,8 +178,12 @@ def project_local(
     out = []
     for b in range(e_text.shape[0]):  # B is the number of prompts: small, and ranks differ per b
         E_T, E_I, mu_T, mu_I = _centre(neighbour_text[b].double(), neighbour_image[b].double(), center)
-        R = orthogonal_procrustes(E_T, E_I)
-        out.append((e_text[b].double() - mu_T) @ R.mT + mu_I)
+        _check_pairs(E_T, E_I)
+        Q, R_s = _procrustes_factors(E_T, E_I)
+        x = e_text[b].double() - mu_T
+        # R x = x + Q (R_s − I) Qᵀ x: no D × D matrix is formed
+        c = Q.mT @ x
+        out.append(x + Q @ (R_s @ c - c) + mu_I)
     return torch.nn.functional.normalize(torch.stack(out), dim=-1).to(e_text.dtype)
 
 
@@ -181,8 +196,8 @@ def fit_global_procrustes(
     """Global Procrustes: one R fitted on every (text, image) pair of the bank.
 
     Same solution as :func:`orthogonal_procrustes`, but the D×D statistics M = E_Iᵀ E_T and
-    G = E_Tᵀ E_T + E_Iᵀ E_I are accumulated over row chunks (float64), so a bank of 10⁶ rows
-    never materialises more than ``chunk_size`` rows in float64. The subspace basis is the
+    G = E_Tᵀ E_T + E_Iᵀ E_I are accumulated over row chunks (each chunk's product in the input
+    precision, at least float32, summed in float64), so a bank of 10⁶ rows is never copied whole. The subspace basis is the
     eigenvectors of G with non-negligible eigenvalues (the whole space for real banks).
 
     Args:
@@ -196,15 +211,16 @@ def fit_global_procrustes(
     D = E_T.shape[1]
     M = torch.zeros(D, D, dtype=torch.float64, device=E_T.device)
     G = torch.zeros(D, D, dtype=torch.float64, device=E_T.device)
+    work = torch.float64 if E_T.dtype == torch.float64 else torch.float32  # per-chunk products
     for s in range(0, E_T.shape[0], chunk_size):
-        X = E_T[s:s + chunk_size].to(torch.float64)
-        Y = E_I[s:s + chunk_size].to(torch.float64)
-        M += Y.mT @ X
-        G += X.mT @ X + Y.mT @ Y
+        X = E_T[s:s + chunk_size].to(work)
+        Y = E_I[s:s + chunk_size].to(work)
+        M += (Y.mT @ X).double()
+        G += (X.mT @ X + Y.mT @ Y).double()
     evals, evecs = torch.linalg.eigh(G)  # ascending
     keep = evals > _RANK_RTOL ** 2 * evals[-1].clamp_min(torch.finfo(evals.dtype).tiny)
     Q = evecs[:, keep]  # (D, m); eigenvalues are squared singular values, hence rtol²
-    return _subspace_procrustes(Q, Q.mT @ M @ Q).to(E_T.dtype)
+    return _expand(Q, _subspace_rotation(Q.mT @ M @ Q)).to(E_T.dtype)
 
 
 def project_global(e_text: torch.Tensor, R: torch.Tensor) -> torch.Tensor:

@@ -152,3 +152,13 @@ def test_bad_shapes_are_rejected_with_the_shapes_named():
         project_local(torch.randn(2, 4), torch.randn(3, 5, 4), torch.randn(3, 5, 4))
     with pytest.raises(ValueError, match="project_global"):
         project_global(torch.randn(2, 4), torch.randn(5, 5))
+
+
+def test_local_projection_equals_explicit_rotation():
+    """The factored application R e = e + Q (R_s − I) Qᵀ e matches normalize(R e) with R built in full."""
+    g = torch.Generator().manual_seed(9)
+    e = F.normalize(torch.randn(3, 20, generator=g, dtype=torch.float64), dim=-1)
+    E_T = F.normalize(torch.randn(3, 5, 20, generator=g, dtype=torch.float64), dim=-1)
+    E_I = F.normalize(torch.randn(3, 5, 20, generator=g, dtype=torch.float64), dim=-1)
+    explicit = torch.stack([apply_rotation(e[b:b + 1], orthogonal_procrustes(E_T[b], E_I[b]))[0] for b in range(3)])
+    torch.testing.assert_close(project_local(e, E_T, E_I), explicit, atol=1e-12, rtol=0)
