@@ -35,13 +35,13 @@ import torch
 from ._config import config_to_dict
 from .awp import SeedConfig, fit_seeds
 from .bank import ReferenceBank
+from .cli_args import add_inr_arguments, add_model_arguments, inr_config_from_args
 from .clip_models import ClipBundle
 from .image_io import atomic_write
 from .inr import INRConfig
 from .procrustes import fit_global_procrustes
 
-__all__ = ["IMAGE_SUFFIXES", "Entry", "BuildReport", "read_entries", "build_bank", "add_arguments", "run_from_args",
-           "main"]
+__all__ = ["IMAGE_SUFFIXES", "Entry", "BuildReport", "read_entries", "build_bank", "add_arguments", "run_from_args"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DEFAULT_BATCH_SIZE = 32  # ours: entries per shard (one CLIP batch and one batched seed fit)
@@ -413,18 +413,13 @@ def _make_bar(progress: bool | ProgressCallback, total: int):
 # --- command line -----------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, model_args: bool = True) -> None:
-    """Arguments of ``bank build``. ``model_args=False`` when the caller adds --model/--weights/--device/--precision."""
-    inr, seed = INRConfig(), SeedConfig()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``bank build``."""
+    seed = SeedConfig()
     parser.add_argument("--source", type=Path, required=True,
                         help="folder of images with same-name .txt captions, or a .csv (path,caption) / .jsonl file")
     parser.add_argument("--out", type=Path, required=True, help="bank file to write (.safetensors)")
-    if model_args:
-        group = parser.add_argument_group("CLIP model (the bank only works with this CLIP)")
-        group.add_argument("--model", help="open_clip architecture, model-config .json, or hf-hub:org/repo")
-        group.add_argument("--weights", help="weights file or open_clip pretrained tag; omit for random weights")
-        group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda (default cpu)")
-        group.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="CLIP precision")
+    add_model_arguments(parser, "CLIP model (the bank only works with this CLIP)")
     group = parser.add_argument_group("seeds (AWP-fitted INRs)")
     group.add_argument("--no-seeds", action="store_true", help="embeddings only: fast, but no seed initialisation")
     group.add_argument("--gamma", type=float, default=seed.gamma,
@@ -434,13 +429,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, model_args: bool = True) -
     group.add_argument("--seed-size", type=int, default=seed.size, help=f"fitting resolution in pixels (default {seed.size})")
     group.add_argument("--blur", type=float, default=seed.blur_sigma,
                        help=f"Gaussian blur sigma in pixels at --seed-size (default {seed.blur_sigma:g})")
-    group.add_argument("--inr-width", type=int, default=inr.width, help=f"seed INR width; must match generation (default {inr.width})")
-    group.add_argument("--inr-layers", type=int, default=inr.hidden_layers,
-                       help=f"seed INR hidden layers; must match generation (default {inr.hidden_layers})")
-    group.add_argument("--omega", type=float, default=inr.omega, help=f"seed INR ω (default {inr.omega:g})")
-    group.add_argument("--bias-scale", type=float, default=inr.first_bias_scale,
-                       help=f"seed INR first-layer bias scale (default {inr.first_bias_scale:g})")
-    group.add_argument("--output-activation", default=inr.output, help=f"seed INR output squashing (default {inr.output})")
+    add_inr_arguments(group, note="must match generation")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"images per shard / CLIP batch / batched seed fit (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the seed INRs (default 0)")
@@ -452,8 +441,7 @@ def run_from_args(args: argparse.Namespace) -> BuildReport:
     """Run ``bank build`` from parsed arguments (configs are checked before the CLIP is loaded)."""
     from .clip_models import load_clip
 
-    inr_config = INRConfig(hidden_layers=args.inr_layers, width=args.inr_width, omega=args.omega,
-                           first_bias_scale=args.bias_scale, output=args.output_activation)
+    inr_config = inr_config_from_args(args)
     seed_config = SeedConfig(gamma=args.gamma, steps=args.seed_steps, lr=args.seed_lr, size=args.seed_size,
                              blur_sigma=args.blur)
     clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision)
@@ -462,16 +450,3 @@ def run_from_args(args: argparse.Namespace) -> BuildReport:
                         resume=not args.restart, progress=not args.quiet)
     print(report.summary())
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone ``bank build`` entry point (the package CLI wires the same functions)."""
-    parser = argparse.ArgumentParser(prog="python -m inversion_core bank build",
-                                     description="Build a reference bank (embeddings + AWP seed INRs) for CLIP⁻¹.")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        run_from_args(args)
-    except (ValueError, FileNotFoundError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    return 0

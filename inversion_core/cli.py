@@ -16,9 +16,9 @@ from . import bank_build
 from .augment import AugmentConfig
 from .bank import load_bank
 from .bank_guidance import add_bank_arguments, bank_options_from_args
-from .clip_models import PRECISIONS, load_clip
+from .cli_args import add_inr_arguments, add_model_arguments, inr_config_from_args
+from .clip_models import load_clip
 from .image_io import load_image, load_inr, save_image, save_inr
-from .inr import OUTPUTS, INRConfig
 from .optimise import AUTOCAST_PRECISIONS, COMPILE_MODES, InversionResult, RunConfig, StepProgress
 from .schedules import SCHEDULES, ScheduleConfig
 from .tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH, DEFAULT_FIT_STEPS
@@ -42,19 +42,8 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("CLIP model")
-    group.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32), a model-config .json, or hf-hub:org/repo; "
-                       "may be omitted when --weights has a same-name .json beside it")
-    group.add_argument("--weights", help="a .safetensors/.bin/.pt file or an open_clip pretrained tag (online only); "
-                       "omit for random weights")
-    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
-    group.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS),
-                       help="CLIP weight storage precision (default fp32; see --autocast for mixed precision)")
-
-
 def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
-    run, inr, sched, aug = RunConfig(), INRConfig(), ScheduleConfig(), AugmentConfig()
+    run, sched, aug = RunConfig(), ScheduleConfig(), AugmentConfig()
     group = parser.add_argument_group("optimisation")
     group.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
     group.add_argument("--width", type=int, default=run.width, help=f"render width in pixels (default {run.width})")
@@ -63,14 +52,7 @@ def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
     group.add_argument("--lr", type=float, default=sched.lr, help=f"peak learning rate (default {sched.lr:g})")
     group.add_argument("--schedule", default=sched.kind, choices=SCHEDULES, help=f"layer schedule (default {sched.kind})")
     group.add_argument("--views", type=int, default=aug.views, help=f"augmented views per step (default {aug.views})")
-    group.add_argument("--inr-width", type=int, default=inr.width, help=f"INR hidden width (default {inr.width})")
-    group.add_argument("--inr-layers", type=int, default=inr.hidden_layers,
-                       help=f"INR hidden layers (default {inr.hidden_layers})")
-    group.add_argument("--omega", type=float, default=inr.omega, help=f"sine frequency ω (default {inr.omega:g})")
-    group.add_argument("--bias-scale", type=float, default=inr.first_bias_scale,
-                       help=f"FINER first-layer bias scale k (default {inr.first_bias_scale:g})")
-    group.add_argument("--output-activation", default=inr.output, choices=OUTPUTS,
-                       help=f"squashing of the INR output to [0, 1] (default {inr.output})")
+    add_inr_arguments(group)
     group.add_argument("--autocast", default=run.precision, choices=AUTOCAST_PRECISIONS,
                        help="mixed precision of the CLIP pass (default auto: bf16 on CUDA, fp32 on CPU)")
     group.add_argument("--compile", default=run.compile, choices=COMPILE_MODES,
@@ -82,8 +64,7 @@ def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
 def _run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         steps=args.steps, width=args.width, height=args.height,
-        inr=INRConfig(hidden_layers=args.inr_layers, width=args.inr_width, omega=args.omega,
-                      first_bias_scale=args.bias_scale, output=args.output_activation),
+        inr=inr_config_from_args(args),
         schedule=ScheduleConfig(kind=args.schedule, lr=args.lr),
         augment=AugmentConfig(views=args.views), precision=args.autocast, compile=args.compile,
     )
@@ -124,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--out", type=Path, required=True, help="output PNG")
 
     for sub, steps in ((generate, 400), (recon, 400), (style, 400), (edit, DEFAULT_EDIT_STEPS)):
-        _add_model_args(sub)
+        add_model_arguments(sub)
         _add_run_args(sub, steps)
 
     batch = commands.add_parser("batch", help="a prompt file to a folder of images; resumable; runs under torchrun")
@@ -132,19 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out-dir", type=Path, required=True, help="folder for NNNNNN.png + NNNNNN.json and manifest.jsonl")
     batch.add_argument("--batch-size", type=int, default=4, help="prompts optimised together (default 4)")
     batch.add_argument("--negative", help="negative prompt for every image")
-    _add_model_args(batch)
+    add_model_arguments(batch)
     _add_run_args(batch, 400)
 
     evaluate = commands.add_parser("evaluate", help="score a folder written by batch")
     evaluate.add_argument("--dir", type=Path, required=True, help="folder written by the batch command")
     evaluate.add_argument("--judge", help="optional judge as module:function, e.g. benchmarks.toyworld.judge:judge_prompt")
-    _add_model_args(evaluate)
+    add_model_arguments(evaluate)
 
     bank = commands.add_parser("bank", help="reference banks for Procrustes, blending and seed init")
     bank_commands = bank.add_subparsers(dest="bank_command", required=True)
     build = bank_commands.add_parser("build", help="build a bank from captioned images (resumable)")
-    bank_build.add_arguments(build, model_args=False)
-    _add_model_args(build)
+    bank_build.add_arguments(build)
     for sub in (generate, batch):
         add_bank_arguments(sub)
 

@@ -10,6 +10,7 @@ import torch
 
 import inversion_core.bank as bank_module
 import inversion_core.bank_build as bank_build
+import inversion_core.cli as cli
 from inversion_core.awp import SeedConfig, prepare_seed_targets, psnr
 from inversion_core.bank import ReferenceBank, load_bank
 from inversion_core.bank_build import build_bank, read_entries
@@ -192,7 +193,7 @@ def test_source_errors(tmp_path, tiny_clip):
 
 def test_cli_builds_a_bank(image_folder, tmp_path, tiny_clip_config, capsys):
     out = tmp_path / "cli.safetensors"
-    code = bank_build.main(["--source", str(image_folder), "--out", str(out), "--model", str(tiny_clip_config),
+    code = cli.main(["bank", "build", "--source", str(image_folder), "--out", str(out), "--model", str(tiny_clip_config),
                             "--inr-width", "16", "--inr-layers", "1", "--seed-steps", "5", "--seed-size", "16",
                             "--blur", "1", "--batch-size", "4", "--quiet"])
     assert code == 0
@@ -200,7 +201,7 @@ def test_cli_builds_a_bank(image_folder, tmp_path, tiny_clip_config, capsys):
     bank = load_bank(out)
     assert bank.inr_config == SEED_INR and bank.seed_config.steps == 5
     with pytest.raises(SystemExit):
-        bank_build.main(["--source", str(tmp_path / "none"), "--out", str(out), "--model", str(tiny_clip_config)])
+        cli.main(["bank", "build", "--source", str(tmp_path / "none"), "--out", str(out), "--model", str(tiny_clip_config)])
     assert "not found" in capsys.readouterr().err
 
 
