@@ -1,0 +1,219 @@
+"""The toy-world benchmark: every method inverts the same shipped toy CLIP, with the same step
+budget, render size, views and augmentation, on held-out prompts (colour x shape pairs that
+neither the CLIP's training data nor the reference set contains), and the pixel judge scores
+what each image shows.
+
+Per method it reports judge accuracy per attribute, the mean CLIP cosine between the final
+image and its prompt, and wall time per image; it writes `results.json`, `results.md` and a
+contact sheet (`contact_sheet.png`: one row per method, a clean world render of each prompt on
+top).
+
+    python -m benchmarks.toyworld.run                        # full run, see README.md
+    python -m benchmarks.toyworld.run --prompts 2 --steps 3 --views 2 --out /tmp/tw   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from benchmarks.toyworld import baselines, judge, world
+from benchmarks.toyworld.clip_metrics import MODEL_DIR
+from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
+
+# CLIP⁻¹ variants run through the engine; the rest are `baselines.BASELINES`.
+ENGINE_METHODS: tuple[str, ...] = ("clipinv_plain", "clipinv_flat_schedule", "clipinv_bank")
+METHODS: tuple[str, ...] = (*baselines.BASELINES, *ENGINE_METHODS)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    prompts: int = 12                # distinct held-out prompts
+    steps: int = 100                 # optimisation steps, every method (~8 min on 2 CPU cores)
+    size: int = 64                   # render size in pixels (the toy CLIP's input size)
+    views: int = 8                   # augmented views per step, every method
+    seed: int = 0                    # prompt draw and every method's initialisation
+    methods: tuple[str, ...] = METHODS
+    relational_prob: float = 0.25    # fraction of two-object prompts
+
+    def __post_init__(self) -> None:
+        problems = [f"unknown method {m!r}" for m in self.methods if m not in METHODS]
+        if self.prompts < 1 or self.steps < 1 or self.views < 1:
+            problems.append(f"prompts, steps and views must be >= 1, got {self.prompts}, "
+                            f"{self.steps}, {self.views}")
+        if self.size < world.MIN_RENDER_SIZE:
+            problems.append(f"size must be >= {world.MIN_RENDER_SIZE}, got {self.size}")
+        if problems:
+            raise ValueError("invalid BenchmarkConfig: " + "; ".join(problems)
+                             + f" (methods: {METHODS})")
+
+
+@dataclass
+class MethodScore:
+    accuracy: dict[str, float]          # judge accuracy per attribute over the prompts naming it
+    mean_accuracy: float                # mean over all (prompt, attribute) verdicts
+    clip_cosine: float                  # mean cos(image embedding, prompt embedding)
+    seconds_per_image: float
+    verdicts: list[dict[str, bool]] = field(repr=False)
+
+
+def held_out_prompts(count: int, seed: int, relational_prob: float = 0.25
+                     ) -> list[tuple[str, dict[str, str]]]:
+    """(canonical caption, attributes) of `count` distinct held-out scenes."""
+    rng = np.random.default_rng(seed)
+    scenes = world.distinct_scenes(count, "held_out", rng, relational_prob)
+    return [(world.canonical_caption(s), s.attributes()) for s in scenes]
+
+
+def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
+                   reference_set: Path) -> torch.Tensor:
+    from inversion_core import AugmentConfig, RunConfig, ScheduleConfig, text_to_image
+
+    run = RunConfig(steps=cfg.steps, width=cfg.size, height=cfg.size,
+                    augment=AugmentConfig(views=cfg.views))
+    if method == "clipinv_plain":
+        return text_to_image(clip, prompts, run, seed=cfg.seed).images
+    if method == "clipinv_flat_schedule":  # ablation: no coarse-to-fine layer schedule
+        flat = dataclasses.replace(run, schedule=ScheduleConfig(kind="flat"))
+        return text_to_image(clip, prompts, flat, seed=cfg.seed).images
+    # clipinv_bank: Procrustes + blending from a bank of the reference set (no AWP seeds: fitting
+    # one per reference image is an offline job, not part of a benchmark run).
+    from inversion_core.bank import load_bank
+    from inversion_core.bank_build import build_bank
+    from inversion_core.bank_guidance import BankOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bank.safetensors"
+        build_bank(reference_set, path, clip, with_seeds=False, progress=False)
+        bank = load_bank(path, clip)
+    return text_to_image(clip, prompts, run, seed=cfg.seed, bank=bank,
+                         bank_options=BankOptions(use_seed=False)).images
+
+
+def generate(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
+             reference_set: Path = REFERENCE_DIR) -> torch.Tensor:
+    """(B, 3, size, size) images in [0, 1], one per prompt, by `method`."""
+    if method in baselines.BASELINES:
+        seeds = [cfg.seed + i for i in range(len(prompts))]
+        from inversion_core import AugmentConfig
+
+        return baselines.run_baseline(method, clip, clip.encode_text(prompts), steps=cfg.steps,
+                                      size=cfg.size, augment=AugmentConfig(views=cfg.views),
+                                      seeds=seeds).images
+    return _engine_images(method, clip, prompts, cfg, reference_set)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8, the judge's and PIL's layout."""
+    return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def score(images: torch.Tensor, attributes: Sequence[dict[str, str]], clip, prompts: list[str],
+          seconds: float) -> MethodScore:
+    verdicts = [judge.judge(image, attrs) for image, attrs in zip(to_uint8(images), attributes)]
+    keys = [k for k in world.ATTRIBUTE_KEYS if any(k in v for v in verdicts)]
+    accuracy = {k: float(np.mean([v[k] for v in verdicts if k in v])) for k in keys}
+    flat = [ok for v in verdicts for ok in v.values()]
+    with torch.no_grad():
+        cosine = (clip.encode_image(images) * clip.encode_text(prompts)).sum(-1).mean()
+    return MethodScore(accuracy=accuracy, mean_accuracy=float(np.mean(flat)),
+                       clip_cosine=float(cosine), seconds_per_image=seconds / len(prompts),
+                       verdicts=verdicts)
+
+
+def contact_sheet(rows: dict[str, np.ndarray], path: Path, cell: int = 96) -> None:
+    """One labelled row of (B, H, W, 3) images per entry, upscaled to `cell` px."""
+    label_width = 150
+    count = len(next(iter(rows.values())))
+    sheet = Image.new("RGB", (label_width + count * cell, len(rows) * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, images) in enumerate(rows.items()):
+        draw.text((6, r * cell + cell // 2 - 6), name, fill="black")
+        for c, image in enumerate(images):
+            tile = Image.fromarray(image).resize((cell, cell), Image.Resampling.NEAREST)
+            sheet.paste(tile, (label_width + c * cell, r * cell))
+    sheet.save(path)
+
+
+def _markdown(cfg: BenchmarkConfig, scores: dict[str, MethodScore]) -> str:
+    keys = [k for k in world.ATTRIBUTE_KEYS if any(k in s.accuracy for s in scores.values())]
+    head = "| method | " + " | ".join(keys) + " | mean | CLIP cos | s / image |"
+    lines = [f"Toy-world benchmark: {cfg.prompts} held-out prompts, {cfg.steps} steps, "
+             f"{cfg.size} px, {cfg.views} views, seed {cfg.seed}.", "", head,
+             "|" + "---|" * (len(keys) + 4)]
+    for name, s in scores.items():
+        cells = [f"{s.accuracy[k]:.2f}" if k in s.accuracy else "-" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {s.mean_accuracy:.3f} | {s.clip_cosine:.3f} | {s.seconds_per_image:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_DIR,
+                  reference_set: Path = REFERENCE_DIR, log=print) -> dict[str, MethodScore]:
+    """Run every method of `cfg`, write results.json, results.md and contact_sheet.png."""
+    from inversion_core import load_clip
+
+    clip = load_clip(str(model_dir / "toyclip.json"),
+                     weights=str(model_dir / "toyclip.safetensors"), device="cpu")
+    prompts = held_out_prompts(cfg.prompts, cfg.seed, cfg.relational_prob)
+    texts, attributes = [p for p, _ in prompts], [a for _, a in prompts]
+    rng = np.random.default_rng(cfg.seed)
+    truth = np.stack([world.render(world.Scene.from_attributes(a), cfg.size, rng)
+                      for a in attributes])
+    rows = {"world render": truth}
+    scores = {}
+    for method in cfg.methods:
+        start = time.perf_counter()
+        images = generate(method, clip, texts, cfg, reference_set)
+        scores[method] = score(images, attributes, clip, texts, time.perf_counter() - start)
+        rows[method] = to_uint8(images)
+        log(f"{method:24s} mean judge accuracy {scores[method].mean_accuracy:.3f}  "
+            f"CLIP cos {scores[method].clip_cosine:.3f}  "
+            f"{scores[method].seconds_per_image:.2f} s/image")
+    reference = score(torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255, attributes,
+                      clip, texts, 0.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    contact_sheet(rows, out_dir / "contact_sheet.png")
+    (out_dir / "results.md").write_text(_markdown(cfg, {"(world render)": reference, **scores}))
+    (out_dir / "results.json").write_text(json.dumps({
+        "config": asdict(cfg), "clip": clip.identity, "prompts": texts,
+        "world_render": asdict(reference),
+        "methods": {name: asdict(s) for name, s in scores.items()}}, indent=2) + "\n")
+    return scores
+
+
+def main(argv: list[str] | None = None) -> dict[str, MethodScore]:
+    defaults = BenchmarkConfig()
+    parser = argparse.ArgumentParser(description="Run the toy-world inversion benchmark.")
+    parser.add_argument("--prompts", type=int, default=defaults.prompts)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--size", type=int, default=defaults.size)
+    parser.add_argument("--views", type=int, default=defaults.views)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--methods", nargs="+", default=list(defaults.methods),
+                        help=f"any of {METHODS}")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=Path("outputs/toyworld"))
+    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    parser.add_argument("--reference-set", type=Path, default=REFERENCE_DIR)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = BenchmarkConfig(prompts=args.prompts, steps=args.steps, size=args.size,
+                          views=args.views, seed=args.seed, methods=tuple(args.methods))
+    scores = run_benchmark(cfg, args.out, args.model_dir, args.reference_set)
+    print((args.out / "results.md").read_text())
+    return scores
+
+
+if __name__ == "__main__":
+    main()
