@@ -16,6 +16,7 @@ views and augmentation come from the benchmark and are the same for every method
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class PlainSiren(torch.nn.Module):
         dims = [2] + [width] * (hidden_layers + 1) + [3]
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
-        for i, (n_in, n_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(dims)):
             bound = 1.0 / n_in if i == 0 else math.sqrt(6.0 / n_in) / self.omega
             w = (torch.rand(batch, n_in, n_out, generator=generator) * 2 - 1) * bound
             b = (torch.rand(batch, 1, n_out, generator=generator) * 2 - 1) / math.sqrt(n_in)

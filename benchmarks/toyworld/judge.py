@@ -72,8 +72,8 @@ def _to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
             image = np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)
         image = Image.fromarray(image)
     elif not isinstance(image, Image.Image):
-        raise ValueError(f"image is a {type(image).__name__}; pass a PIL image or an (H, W, 3) "
-                         "numpy array (uint8, or float in [0, 1])")
+        raise TypeError(f"image is a {type(image).__name__}; pass a PIL image or an (H, W, 3) "
+                        "numpy array (uint8, or float in [0, 1])")
     image = image.convert("RGB")
     if image.size != (JUDGE_SIZE, JUDGE_SIZE):
         image = image.resize((JUDGE_SIZE, JUDGE_SIZE), Image.Resampling.BOX)

@@ -44,8 +44,7 @@ def write_reference_set(folder: Path, count: int = 384, seed: int = 2024, size: 
         (folder / f"{name}.txt").write_text(world.caption(scene, rng, full=True) + "\n")
         rows.append(scene.attributes())
     with open(folder / "attributes.jsonl", "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+        f.writelines(json.dumps(row) + "\n" for row in rows)
     return rows
 
 

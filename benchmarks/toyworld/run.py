@@ -148,9 +148,9 @@ def contact_sheet(rows: dict[str, np.ndarray], path: Path, cell: int = 96) -> No
 def _markdown(cfg: BenchmarkConfig, scores: dict[str, MethodScore]) -> str:
     keys = [k for k in world.ATTRIBUTE_KEYS if any(k in s.accuracy for s in scores.values())]
     head = "| method | " + " | ".join(keys) + " | mean | CLIP cos | s / image |"
-    lines = [f"Toy-world benchmark: {cfg.prompts} held-out prompts, {cfg.steps} steps, "
-             f"{cfg.size} px, {cfg.views} views, seed {cfg.seed}.", "", head,
-             "|" + "---|" * (len(keys) + 4)]
+    title = (f"Toy-world benchmark: {cfg.prompts} held-out prompts, {cfg.steps} steps, "
+             f"{cfg.size} px, {cfg.views} views, seed {cfg.seed}.")
+    lines = [title, "", head, "|" + "---|" * (len(keys) + 4)]
     for name, s in scores.items():
         cells = [f"{s.accuracy[k]:.2f}" if k in s.accuracy else "-" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells)

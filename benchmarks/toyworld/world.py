@@ -176,7 +176,9 @@ def sample_scene(rng: np.random.Generator, split: Split = "train",
         raise ValueError(f"split={split!r}; use one of {SPLITS}")
     if not 0.0 <= relational_prob <= 1.0:
         raise ValueError(f"relational_prob={relational_prob} must lie in [0, 1]")
-    pick = lambda values: _choice(values, rng)  # noqa: E731
+    def pick(values: tuple[str, ...]) -> str:
+        return _choice(values, rng)
+
     while True:
         if rng.random() < relational_prob:
             colour, colour2 = (COLOURS[i] for i in rng.choice(len(COLOURS), 2, replace=False))
@@ -563,7 +565,10 @@ def describe(scene: Scene, rng: np.random.Generator | int = 0, full: bool = Fals
     named with probability `MENTION_PROB`, like real captions that leave things out.
     """
     rng = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
-    mention = lambda: full or rng.random() < MENTION_PROB  # noqa: E731
+
+    def mention() -> bool:
+        return full or rng.random() < MENTION_PROB
+
     named = {"shape": scene.shape, "colour": scene.colour}
     background = ""
     position_first = False  # a prefix reads badly before it ("there is at the top, ...")
