@@ -110,3 +110,16 @@ def test_torchrun_two_processes_equal_one_process_and_survive_a_kill(tiny_clip_c
     manifest = [json.loads(line) for line in (killed / "manifest.jsonl").read_text().splitlines()]
     assert sorted(m["index"] for m in manifest) == list(range(8))  # each image once
     assert {m["world_size"] for m in manifest} <= {2}
+
+
+def test_evaluate_with_the_toy_world_judge(tmp_path, capsys):
+    from benchmarks.toyworld import world
+
+    scene = world.Scene("circle", "red", "white", size="large", position="left")
+    prompt = world.canonical_caption(scene)
+    Image.fromarray(world.render(scene, 64, np.random.default_rng(0))).save(tmp_path / "000000.png")
+    (tmp_path / "000000.json").write_text(json.dumps({"index": 0, "prompt": prompt, "file": "000000.png"}))
+    assert main(["evaluate", "--dir", str(tmp_path), "--judge", "benchmarks.toyworld.judge:judge_caption"]) == 0
+    summary = json.loads((tmp_path / "evaluation.json").read_text())["summary"]
+    assert summary["judge_mean_accuracy"] == 1.0 and set(summary["judge_accuracy"]) == set(scene.attributes())
+    assert "judge: mean" in capsys.readouterr().out

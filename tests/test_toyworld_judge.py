@@ -65,3 +65,18 @@ def test_invalid_prompts_raise_with_every_problem():
         judge.judge(image, {"colour": "red", "relation": "above"})
     with pytest.raises(ValueError, match=r"expected \(H, W, 3\)"):
         judge.judge(np.zeros((64, 64)), {"colour": "red"})
+
+
+def test_judge_caption_reads_canonical_prompts_only():
+    import numpy as np
+    import torch
+
+    from benchmarks.toyworld import world
+    from benchmarks.toyworld.judge import judge_caption
+
+    scene = world.Scene("star", "purple", "gray", size="large", position="bottom")
+    image = world.render(scene, 64, np.random.default_rng(0))
+    tensor = torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255
+    verdict = judge_caption(tensor, world.canonical_caption(scene))
+    assert verdict is not None and all(verdict.values()) and set(verdict) == set(scene.attributes())
+    assert judge_caption(tensor, "a photo of a dog") is None

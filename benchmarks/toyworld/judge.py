@@ -24,6 +24,7 @@ are read from the regions of the prompted colours.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -252,6 +253,33 @@ def judge(image: Image.Image | np.ndarray, attributes: Mapping[str, str]) -> dic
 
 DEGRADATIONS: tuple[str, ...] = ("clean", "blur1", "blur2", "noise15", "noise30", "washed",
                                  "upscaled")
+
+
+@lru_cache(maxsize=1)
+def _canonical_attributes() -> dict[str, dict[str, str]]:
+    """Every scene's canonical caption -> its attributes (about 10k entries, built once)."""
+    table = {}
+    for shape, colour, background in itertools.product(world.SHAPES, world.COLOURS, world.BACKGROUNDS):
+        for size, position in itertools.product(world.SIZES, world.POSITIONS):
+            scene = world.Scene(shape, colour, background, size=size, position=position)
+            table[world.canonical_caption(scene)] = scene.attributes()
+        for shape2, colour2, relation in itertools.product(world.SHAPES, world.COLOURS, world.RELATIONS):
+            if colour2 != colour:
+                scene = world.Scene(shape, colour, background, shape2=shape2, colour2=colour2, relation=relation)
+                table[world.canonical_caption(scene)] = scene.attributes()
+    return table
+
+
+def judge_caption(image, prompt: str) -> dict[str, bool] | None:
+    """``judge`` for a canonical toy-world caption, or None for any other prompt: the judge hook of
+    ``python -m inversion_core evaluate --judge benchmarks.toyworld.judge:judge_caption``.
+    ``image`` is a (3, H, W) float tensor in [0, 1] (the engine's layout) or an RGB array/PIL image."""
+    attributes = _canonical_attributes().get(prompt.strip())
+    if attributes is None:
+        return None
+    if hasattr(image, "permute"):  # torch tensor (3, H, W) in [0, 1]
+        image = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return judge(image, attributes)
 
 
 def degrade(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
