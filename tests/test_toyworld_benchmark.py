@@ -39,3 +39,15 @@ def test_every_method_runs_and_is_scored(tmp_path):
 def test_unknown_methods_are_refused_with_the_choices():
     with pytest.raises(ValueError, match="unknown method 'dalle'.*clipinv_plain"):
         run.BenchmarkConfig(methods=("dalle",))
+
+
+def test_sweep_scores_each_variant_with_its_overrides():
+    from benchmarks.toyworld.sweep import sweep, variant_config
+
+    config = variant_config({"schedule": {"lr": 3e-4}, "steps": 5}, steps=150, size=64, views=2)
+    assert config.schedule.lr == 3e-4 and config.steps == 5 and config.augment.views == 2
+    assert config.schedule.kind == "coarse_to_fine"  # untouched fields keep their defaults
+    lines = []
+    scores = sweep({"a": {}, "flat": {"schedule": {"kind": "flat"}}}, prompts=1, steps=2, views=2, log=lines.append)
+    assert set(scores) == {"a", "flat"} and len(lines) == 2
+    assert all(0 <= s.mean_accuracy <= 1 for s in scores.values())
