@@ -37,7 +37,7 @@ from .awp import SeedConfig, fit_seeds
 from .bank import ReferenceBank
 from .cli_args import add_inr_arguments, add_model_arguments, inr_config_from_args
 from .clip_models import ClipBundle
-from .image_io import atomic_write
+from .image_io import atomic_write, pil_to_tensor
 from .inr import INRConfig
 from .procrustes import fit_global_procrustes
 
@@ -158,7 +158,6 @@ def _read_jsonl(source: Path, skipped: Counter) -> list[tuple[str, str]]:
 
 def load_square_image(path: str, size: int) -> torch.Tensor:
     """(3, size, size) in [0, 1]: shorter side resized to ``size`` (bicubic), centre crop (CLIP's preprocessing)."""
-    import numpy as np
     from PIL import Image
 
     with Image.open(path) as image:
@@ -169,9 +168,7 @@ def load_square_image(path: str, size: int) -> torch.Tensor:
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
         image = image.resize((nw, nh), Image.BICUBIC)
         left, top = (nw - size) // 2, (nh - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-        array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        return pil_to_tensor(image.crop((left, top, left + size, top + size)))
 
 
 # --- building ---------------------------------------------------------------------------------

@@ -21,6 +21,12 @@ from .inr import FinerINR, INRConfig
 INR_FORMAT = "clip-inversion/finer-inr/v1"
 
 
+def pil_to_tensor(image) -> torch.Tensor:
+    """A PIL image as (3, H, W) float in [0, 1] (alpha dropped, greyscale expanded)."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """An image file as (1, 3, H, W) float in [0, 1] (alpha dropped, greyscale expanded)."""
     from PIL import Image, UnidentifiedImageError
@@ -30,10 +36,9 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise FileNotFoundError(f"image {str(path)!r} not found (resolved to {path.resolve()})")
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            return pil_to_tensor(image).unsqueeze(0)
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
