@@ -23,8 +23,8 @@ def test_held_out_prompts_are_distinct_and_held_out():
 
 
 def test_every_method_runs_and_is_scored(tmp_path):
-    scores = run.main(["--prompts", "2", "--steps", "2", "--views", "2", "--threads", "1",
-                       "--out", str(tmp_path)])
+    scores = run.main(["--prompts", "2", "--steps", "2", "--views", "2", "--seed-steps", "2",
+                       "--threads", "1", "--out", str(tmp_path)])
     assert list(scores) == list(run.METHODS)
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["world_render"]["mean_accuracy"] == 1.0  # clean renders of the prompts

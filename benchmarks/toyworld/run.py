@@ -31,8 +31,15 @@ from benchmarks.toyworld import baselines, judge, world
 from benchmarks.toyworld.clip_metrics import MODEL_DIR
 from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
 
-# CLIP⁻¹ variants run through the engine; the rest are `baselines.BASELINES`.
-ENGINE_METHODS: tuple[str, ...] = ("clipinv_plain", "clipinv_flat_schedule", "clipinv_bank")
+# CLIP⁻¹ through the engine; the rest are `baselines.BASELINES`. The bank methods use a bank of
+# `reference_set/`: "full" turns on all three stabilisers, each ablation switches one off.
+BANK_METHODS: dict[str, dict] = {
+    "clipinv_full": {},
+    "clipinv_no_seed": {"use_seed": False},
+    "clipinv_no_procrustes": {"procrustes": "off"},
+    "clipinv_no_blending": {"blend_beta": 0.0},
+}
+ENGINE_METHODS: tuple[str, ...] = ("clipinv_plain", "clipinv_flat_schedule", *BANK_METHODS)
 METHODS: tuple[str, ...] = (*baselines.BASELINES, *ENGINE_METHODS)
 
 
@@ -45,12 +52,13 @@ class BenchmarkConfig:
     seed: int = 0                    # prompt draw and every method's initialisation
     methods: tuple[str, ...] = METHODS
     relational_prob: float = 0.25    # fraction of two-object prompts
+    seed_steps: int = 150            # AWP seed fitting steps (bank methods), half of `bank build`'s
 
     def __post_init__(self) -> None:
         problems = [f"unknown method {m!r}" for m in self.methods if m not in METHODS]
-        if self.prompts < 1 or self.steps < 1 or self.views < 1:
-            problems.append(f"prompts, steps and views must be >= 1, got {self.prompts}, "
-                            f"{self.steps}, {self.views}")
+        if min(self.prompts, self.steps, self.views, self.seed_steps) < 1:
+            problems.append(f"prompts, steps, views and seed_steps must be >= 1, got {self.prompts}, "
+                            f"{self.steps}, {self.views}, {self.seed_steps}")
         if self.size < world.MIN_RENDER_SIZE:
             problems.append(f"size must be >= {world.MIN_RENDER_SIZE}, got {self.size}")
         if problems:
@@ -75,8 +83,51 @@ def held_out_prompts(count: int, seed: int, relational_prob: float = 0.25
     return [(world.canonical_caption(s), s.attributes()) for s in scenes]
 
 
+@dataclass
+class SeededBank:
+    """The reference set's bank plus the AWP seeds the benchmark prompts retrieve.
+
+    `bank build` would fit a seed for all 384 reference images (about an hour on 2 CPU cores);
+    only the entry nearest each prompt is ever used as a start, so the benchmark fits those,
+    with the seed `bank build` gives entry i (random seed i), and no others."""
+
+    bank: object  # inversion_core.bank.ReferenceBank, embeddings only
+    seed_entries: list[int]  # per prompt: the bank entry whose caption is nearest
+    seeds: object  # FinerINR, one seed per prompt
+
+    @classmethod
+    def build(cls, clip, prompts: list[str], reference_set: Path, inr_config, seed_config) -> SeededBank:
+        from inversion_core.awp import fit_seeds
+        from inversion_core.bank import load_bank
+        from inversion_core.bank_build import build_bank, load_square_image
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "bank.safetensors"
+            build_bank(reference_set, path, clip, with_seeds=False, progress=False)
+            bank = load_bank(path, clip)
+        _, nearest = bank.nearest_pairs(clip.encode_text(prompts), 1)  # the rule of nearest_seeds
+        entries = nearest[:, 0].tolist()
+        images = torch.stack([load_square_image(str(reference_set / bank.sources[i]), seed_config.size)
+                              for i in entries])
+        seeds, _ = fit_seeds(images, inr_config, seed_config, seeds=entries)
+        return cls(bank, entries, seeds)
+
+
+def _bank_images(method: str, clip, prompts: list[str], run, seeded: SeededBank) -> torch.Tensor:
+    """`text_to_image` with a bank, its seed start taken from `seeded` (same rule, same seeds)."""
+    from inversion_core.bank_guidance import BankOptions, prepare_text_to_image
+    from inversion_core.optimise import invert
+    from inversion_core.tasks import prompt_target
+
+    options = BankOptions(**BANK_METHODS[method])
+    guidance = prepare_text_to_image(seeded.bank, clip, [prompt_target(p) for p in prompts], run.inr,
+                                     dataclasses.replace(options, use_seed=False))
+    init = seeded.seeds.clone() if options.use_seed else None
+    return invert(clip, guidance.targets, run, init=init, seed=0, loss_terms=guidance.loss_terms).images
+
+
 def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
-                   reference_set: Path) -> torch.Tensor:
+                   seeded: SeededBank | None) -> torch.Tensor:
     from inversion_core import AugmentConfig, RunConfig, ScheduleConfig, text_to_image
 
     run = RunConfig(steps=cfg.steps, width=cfg.size, height=cfg.size,
@@ -86,23 +137,12 @@ def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
     if method == "clipinv_flat_schedule":  # ablation: no coarse-to-fine layer schedule
         flat = dataclasses.replace(run, schedule=ScheduleConfig(kind="flat"))
         return text_to_image(clip, prompts, flat, seed=cfg.seed).images
-    # clipinv_bank: Procrustes + blending from a bank of the reference set (no AWP seeds: fitting
-    # one per reference image is an offline job, not part of a benchmark run).
-    from inversion_core.bank import load_bank
-    from inversion_core.bank_build import build_bank
-    from inversion_core.bank_guidance import BankOptions
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bank.safetensors"
-        build_bank(reference_set, path, clip, with_seeds=False, progress=False)
-        bank = load_bank(path, clip)
-    return text_to_image(clip, prompts, run, seed=cfg.seed, bank=bank,
-                         bank_options=BankOptions(use_seed=False)).images
+    return _bank_images(method, clip, prompts, run, seeded)
 
 
 def generate(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
-             reference_set: Path = REFERENCE_DIR) -> torch.Tensor:
-    """(B, 3, size, size) images in [0, 1], one per prompt, by `method`."""
+             seeded: SeededBank | None = None) -> torch.Tensor:
+    """(B, 3, size, size) images in [0, 1], one per prompt, by `method` (bank methods need `seeded`)."""
     if method in baselines.BASELINES:
         seeds = [cfg.seed + i for i in range(len(prompts))]
         from inversion_core import AugmentConfig
@@ -110,7 +150,7 @@ def generate(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
         return baselines.run_baseline(method, clip, clip.encode_text(prompts), steps=cfg.steps,
                                       size=cfg.size, augment=AugmentConfig(views=cfg.views),
                                       seeds=seeds).images
-    return _engine_images(method, clip, prompts, cfg, reference_set)
+    return _engine_images(method, clip, prompts, cfg, seeded)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -171,10 +211,19 @@ def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_D
     truth = np.stack([world.render(world.Scene.from_attributes(a), cfg.size, rng)
                       for a in attributes])
     rows = {"world render": truth}
+    seeded = None
+    if any(m in BANK_METHODS for m in cfg.methods):
+        from inversion_core import INRConfig
+        from inversion_core.awp import SeedConfig
+
+        start = time.perf_counter()
+        seeded = SeededBank.build(clip, texts, reference_set, INRConfig(), SeedConfig(steps=cfg.seed_steps))
+        log(f"bank of {len(seeded.bank)} reference pairs, {len(texts)} seeds fitted in "
+            f"{time.perf_counter() - start:.0f} s")
     scores = {}
     for method in cfg.methods:
         start = time.perf_counter()
-        images = generate(method, clip, texts, cfg, reference_set)
+        images = generate(method, clip, texts, cfg, seeded)
         scores[method] = score(images, attributes, clip, texts, time.perf_counter() - start)
         rows[method] = to_uint8(images)
         log(f"{method:24s} mean judge accuracy {scores[method].mean_accuracy:.3f}  "
@@ -200,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict[str, MethodScore]:
     parser.add_argument("--size", type=int, default=defaults.size)
     parser.add_argument("--views", type=int, default=defaults.views)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed-steps", type=int, default=defaults.seed_steps,
+                        help="AWP seed fitting steps for the bank methods")
     parser.add_argument("--methods", nargs="+", default=list(defaults.methods),
                         help=f"any of {METHODS}")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -209,7 +260,8 @@ def main(argv: list[str] | None = None) -> dict[str, MethodScore]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = BenchmarkConfig(prompts=args.prompts, steps=args.steps, size=args.size,
-                          views=args.views, seed=args.seed, methods=tuple(args.methods))
+                          views=args.views, seed=args.seed, methods=tuple(args.methods),
+                          seed_steps=args.seed_steps)
     scores = run_benchmark(cfg, args.out, args.model_dir, args.reference_set)
     print((args.out / "results.md").read_text())
     return scores
