@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,10 @@ from PIL import Image, ImageDraw
 from benchmarks.toyworld import baselines, judge, world
 from benchmarks.toyworld.clip_metrics import MODEL_DIR
 from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
+
+if TYPE_CHECKING:
+    from inversion_core.bank import ReferenceBank
+    from inversion_core.inr import FinerINR
 
 # CLIP⁻¹ through the engine; the rest are `baselines.BASELINES`. The bank methods use a bank of
 # `reference_set/`: "full" turns on all three stabilisers, each ablation switches one off.
@@ -91,9 +96,8 @@ class SeededBank:
     only the entry nearest each prompt is ever used as a start, so the benchmark fits those,
     with the seed `bank build` gives entry i (random seed i), and no others."""
 
-    bank: object  # inversion_core.bank.ReferenceBank, embeddings only
-    seed_entries: list[int]  # per prompt: the bank entry whose caption is nearest
-    seeds: object  # FinerINR, one seed per prompt
+    bank: ReferenceBank  # embeddings only
+    seeds: FinerINR  # one per prompt: the seed of the entry whose caption is nearest
 
     @classmethod
     def build(cls, clip, prompts: list[str], reference_set: Path, inr_config, seed_config) -> SeededBank:
@@ -110,10 +114,10 @@ class SeededBank:
         images = torch.stack([load_square_image(str(reference_set / bank.sources[i]), seed_config.size)
                               for i in entries])
         seeds, _ = fit_seeds(images, inr_config, seed_config, seeds=entries)
-        return cls(bank, entries, seeds)
+        return cls(bank, seeds)
 
 
-def _bank_images(method: str, clip, prompts: list[str], run, seeded: SeededBank) -> torch.Tensor:
+def _bank_images(method: str, clip, prompts: list[str], run, seed: int, seeded: SeededBank) -> torch.Tensor:
     """`text_to_image` with a bank, its seed start taken from `seeded` (same rule, same seeds)."""
     from inversion_core.bank_guidance import BankOptions, prepare_text_to_image
     from inversion_core.optimise import invert
@@ -123,7 +127,7 @@ def _bank_images(method: str, clip, prompts: list[str], run, seeded: SeededBank)
     guidance = prepare_text_to_image(seeded.bank, clip, [prompt_target(p) for p in prompts], run.inr,
                                      dataclasses.replace(options, use_seed=False))
     init = seeded.seeds.clone() if options.use_seed else None
-    return invert(clip, guidance.targets, run, init=init, seed=0, loss_terms=guidance.loss_terms).images
+    return invert(clip, guidance.targets, run, init=init, seed=seed, loss_terms=guidance.loss_terms).images
 
 
 def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
@@ -137,7 +141,7 @@ def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
     if method == "clipinv_flat_schedule":  # ablation: no coarse-to-fine layer schedule
         flat = dataclasses.replace(run, schedule=ScheduleConfig(kind="flat"))
         return text_to_image(clip, prompts, flat, seed=cfg.seed).images
-    return _bank_images(method, clip, prompts, run, seeded)
+    return _bank_images(method, clip, prompts, run, cfg.seed, seeded)
 
 
 def generate(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
