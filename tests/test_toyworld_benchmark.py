@@ -51,3 +51,12 @@ def test_sweep_scores_each_variant_with_its_overrides():
     scores = sweep({"a": {}, "flat": {"schedule": {"kind": "flat"}}}, prompts=1, steps=2, views=2, log=lines.append)
     assert set(scores) == {"a", "flat"} and len(lines) == 2
     assert all(0 <= s.mean_accuracy <= 1 for s in scores.values())
+
+
+def test_standard_error_resamples_prompts_and_shrinks_with_more_of_them():
+    right, wrong = {"shape": True, "colour": True}, {"shape": False, "colour": False}
+    assert run.bootstrap_standard_error([right] * 6) == 0.0
+    few = run.bootstrap_standard_error([right, wrong])
+    many = run.bootstrap_standard_error([right, wrong] * 8)
+    assert few == pytest.approx(0.5 / 2 ** 0.5, abs=0.03)  # binomial s.e. over 2 prompts, not 4 verdicts
+    assert many == pytest.approx(0.5 / 16 ** 0.5, abs=0.02) and many < few

@@ -75,6 +75,7 @@ class BenchmarkConfig:
 class MethodScore:
     accuracy: dict[str, float]          # judge accuracy per attribute over the prompts naming it
     mean_accuracy: float                # mean over all (prompt, attribute) verdicts
+    standard_error: float               # of mean_accuracy, bootstrapped over prompts
     clip_cosine: float                  # mean cos(image embedding, prompt embedding)
     seconds_per_image: float
     verdicts: list[dict[str, bool]] = field(repr=False)
@@ -171,8 +172,18 @@ def score(images: torch.Tensor, attributes: Sequence[dict[str, str]], clip, prom
     with torch.no_grad():
         cosine = (clip.encode_image(images) * clip.encode_text(prompts)).sum(-1).mean()
     return MethodScore(accuracy=accuracy, mean_accuracy=float(np.mean(flat)),
+                       standard_error=bootstrap_standard_error(verdicts),
                        clip_cosine=float(cosine), seconds_per_image=seconds / len(prompts),
                        verdicts=verdicts)
+
+
+def bootstrap_standard_error(verdicts: Sequence[dict[str, bool]], resamples: int = 2000) -> float:
+    """Standard error of the mean verdict, resampling whole prompts: one prompt's verdicts rise and
+    fall together (a streaky image misses several attributes at once), so they are not independent."""
+    hits = np.array([sum(v.values()) for v in verdicts], dtype=float)
+    counts = np.array([len(v) for v in verdicts], dtype=float)
+    draws = np.random.default_rng(0).integers(0, len(verdicts), (resamples, len(verdicts)))
+    return float((hits[draws].sum(1) / counts[draws].sum(1)).std())
 
 
 def contact_sheet(rows: dict[str, np.ndarray], path: Path, cell: int = 96) -> None:
@@ -191,14 +202,15 @@ def contact_sheet(rows: dict[str, np.ndarray], path: Path, cell: int = 96) -> No
 
 def _markdown(cfg: BenchmarkConfig, scores: dict[str, MethodScore]) -> str:
     keys = [k for k in world.ATTRIBUTE_KEYS if any(k in s.accuracy for s in scores.values())]
-    head = "| method | " + " | ".join(keys) + " | mean | CLIP cos | s / image |"
+    head = "| method | " + " | ".join(keys) + " | mean ± s.e. | CLIP cos | s / image |"
     title = (f"Toy-world benchmark: {cfg.prompts} held-out prompts, {cfg.steps} steps, "
              f"{cfg.size} px, {cfg.views} views, seed {cfg.seed}.")
     lines = [title, "", head, "|" + "---|" * (len(keys) + 4)]
     for name, s in scores.items():
         cells = [f"{s.accuracy[k]:.2f}" if k in s.accuracy else "-" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {s.mean_accuracy:.3f} | {s.clip_cosine:.3f} | {s.seconds_per_image:.2f} |")
+                     + f" | {s.mean_accuracy:.3f} ± {s.standard_error:.3f} | {s.clip_cosine:.3f} "
+                     f"| {s.seconds_per_image:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -43,7 +43,8 @@ def sweep(variants: dict[str, dict], prompts: int = 8, steps: int = 150, size: i
         images = text_to_image(clip, texts, config, seed=seed).images
         scores[name] = benchmark.score(images, attributes, clip, texts, time.perf_counter() - start)
         cells = " ".join(f"{k}:{v:.2f}" for k, v in scores[name].accuracy.items())
-        log(f"{name:20s} judge {scores[name].mean_accuracy:.3f}  cos {scores[name].clip_cosine:.3f}  {cells}")
+        log(f"{name:20s} judge {scores[name].mean_accuracy:.3f} ± {scores[name].standard_error:.3f}  "
+            f"cos {scores[name].clip_cosine:.3f}  {cells}")
     return scores
 
 
