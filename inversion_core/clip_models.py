@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ._grad import make_autograd_ready
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+FOLDER_CONFIG_NAME = "open_clip_config.json"  # open_clip's Hugging Face layout: one folder per model
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -116,7 +117,7 @@ def load_clip(
     architecture: an open_clip name (``"ViT-B-32"``), a model-config ``.json`` (bare
         ``model_cfg`` or open_clip's ``{"model_cfg", "preprocess_cfg"}`` layout), a folder with
         ``open_clip_config.json``, or ``"hf-hub:org/repo"`` (online only). May be omitted when
-        ``weights`` is a file with a same-stem ``.json`` config beside it.
+        ``weights`` is a file whose config :func:`config_for_weights` finds.
     weights: a local weights file, an open_clip pretrained tag (online only), or None for
         random weights seeded by ``seed`` (useful for tests and speed checks).
     precision: "fp32" (default), "fp16" or "bf16" weights; fp16/bf16 only pay off on a GPU.
@@ -180,6 +181,17 @@ def _read_config_json(path: Path) -> tuple[dict, dict]:
     return model_cfg, data.get("preprocess_cfg", {})
 
 
+def config_for_weights(weights: str | os.PathLike) -> str | None:
+    """The ``architecture`` that describes a local weights file, or None: its same-stem ``.json``
+    (``ViT-B-32.safetensors`` + ``ViT-B-32.json``), else its folder when that holds
+    ``open_clip_config.json`` (how open_clip models are laid out on the Hugging Face hub)."""
+    sibling = Path(weights).with_suffix(".json")
+    if sibling.is_file():
+        return str(sibling)
+    folder = Path(weights).parent
+    return str(folder) if (folder / FOLDER_CONFIG_NAME).is_file() else None
+
+
 def _resolve_config(architecture: str | None, weights: str | None) -> tuple[str, dict | None, dict, str | None]:
     """Return (name, model_cfg or None for an open_clip built-in, preprocess_cfg, weights)."""
     import open_clip
@@ -187,18 +199,19 @@ def _resolve_config(architecture: str | None, weights: str | None) -> tuple[str,
     if architecture is None:
         if weights is None:
             raise ValueError("load_clip needs an architecture (e.g. 'ViT-B-32'), a config .json, or weights")
-        sibling = Path(weights).with_suffix(".json")
-        if not sibling.is_file():
+        architecture = config_for_weights(weights)
+        if architecture is None:
+            sibling = Path(weights).with_suffix(".json")
             raise ValueError(
-                f"no architecture given and no config found beside the weights (looked for {str(sibling)!r}); "
-                "pass architecture='ViT-B-32' (or another open_clip name) or put the model's config JSON there"
+                f"no architecture given and no config found for the weights (looked for {str(sibling)!r} and "
+                f"{FOLDER_CONFIG_NAME!r} beside them); pass architecture='ViT-B-32' (or another open_clip name) "
+                "or put the model's config JSON there"
             )
-        architecture = str(sibling)
 
     path = Path(architecture).expanduser()
     if architecture.lower().endswith(".json") or path.is_dir():
         if path.is_dir():
-            config_path = path / "open_clip_config.json"
+            config_path = path / FOLDER_CONFIG_NAME
             if weights is None:
                 found = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
                 weights = str(found[0]) if found else None

@@ -31,12 +31,12 @@ import torch
 from PIL import Image
 
 from ..inversion_core import ClipBundle, RunConfig, StepProgress
+from ..inversion_core.clip_models import FOLDER_CONFIG_NAME, config_for_weights
 
 MODEL_FOLDER = "clip_inversion"  # key in folder_paths and directory name under models/
 BANK_FOLDER = "clip_inversion_banks"  # reference banks (.safetensors), same convention
 BANK_SUFFIX = ".safetensors"  # the only format a bank file has
 CONFIG_SUFFIX = ".json"  # open_clip model config next to the weights (same stem)
-FOLDER_CONFIG_NAME = "open_clip_config.json"  # Hugging Face open_clip layout: one folder per model
 HUB_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names on the hub
 MAX_CONFIG_BYTES = 256 * 1024  # model configs are ~1 KB; larger JSON files (tokenizers) are not read
 PREVIEW_EVERY = 5  # steps between live previews
@@ -144,17 +144,14 @@ def resolve_model_file(name: str) -> tuple[str, str | None]:
         )
     if path.lower().endswith(CONFIG_SUFFIX):
         return path, None
-    sibling = os.path.splitext(path)[0] + CONFIG_SUFFIX
-    if os.path.isfile(sibling):
-        return sibling, path
-    folder = os.path.dirname(path)
-    if os.path.isfile(os.path.join(folder, FOLDER_CONFIG_NAME)):
-        return folder, path
-    raise FileNotFoundError(
-        f"no open_clip config found for {name!r}: put the model's config next to it as "
-        f"{os.path.basename(sibling)!r}, or as {FOLDER_CONFIG_NAME!r} in its folder (the file of that name "
-        f"in the model's Hugging Face repository)."
-    )
+    architecture = config_for_weights(path)
+    if architecture is None:
+        raise FileNotFoundError(
+            f"no open_clip config found for {name!r}: put the model's config next to it as "
+            f"{os.path.splitext(os.path.basename(path))[0] + CONFIG_SUFFIX!r}, or as {FOLDER_CONFIG_NAME!r} in its "
+            f"folder (the file of that name in the model's Hugging Face repository)."
+        )
+    return architecture, path
 
 
 def bank_files() -> list[str]:

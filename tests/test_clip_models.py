@@ -39,6 +39,17 @@ def test_safetensors_weights_round_trip_with_sibling_config(tiny_clip, tmp_path)
     assert load_clip(tmp_path / "mine.json", weights).identity == loaded.identity
 
 
+def test_weights_in_a_hub_layout_folder_find_its_open_clip_config(tiny_clip, tmp_path):
+    folder = tmp_path / "tiny-hub"
+    folder.mkdir()
+    weights = folder / "open_clip_model.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_clip.model.state_dict().items()}, str(weights))
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": tiny_clip.model_config}))
+    loaded = load_clip(weights=weights)  # no architecture: the folder's open_clip_config.json
+    assert loaded.identity.startswith("tiny-hub@")
+    torch.testing.assert_close(loaded.encode_text(["a cat"]), tiny_clip.encode_text(["a cat"]))
+
+
 def test_torch_checkpoint_with_state_dict_key_and_module_prefix(tiny_clip, tmp_path):
     path = tmp_path / "ckpt.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in tiny_clip.model.state_dict().items()}}, path)
