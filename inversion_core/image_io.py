@@ -41,14 +41,27 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which would race with other threads.
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)``, then rename the temporary file to ``path``."""
+    """Call ``write(tmp_path)``, then rename the temporary file to ``path``.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
