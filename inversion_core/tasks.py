@@ -17,6 +17,7 @@ from .bank import ReferenceBank
 from .bank_guidance import BankOptions, prepare_text_to_image
 from .clip_models import ClipBundle
 from .fitting import FitCallback, fit_inr_to_image
+from .inr import FinerINR
 from .losses import ContentLoss, LossTerm
 from .optimise import InversionResult, RunConfig, StepCallback, invert
 from .targets import Target, TargetTerm, combine_targets, image_target, text_target
@@ -47,19 +48,21 @@ def text_to_image(
     callback: StepCallback | None = None,
     bank: ReferenceBank | None = None,
     bank_options: BankOptions = BankOptions(),
+    init: FinerINR | None = None,
 ) -> InversionResult:
     """One image per prompt, optimised together as a batch.
 
     With a reference ``bank`` the three CLIP⁻¹ stabilisers apply, each switchable in
     ``bank_options``: Procrustes projection of the text target, the blending loss toward real
     image embeddings, and the AWP seed INR as the starting point. Without a bank this is plain
-    CLIP⁻¹ (random init)."""
+    CLIP⁻¹ (random init). An explicit ``init`` (one INR, or one per prompt: a previous result to
+    refine, or seeds fitted elsewhere) is the starting point instead of the bank's seed."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     targets = [prompt_target(p, negative_prompt) for p in prompts]
-    init = None
     if bank is not None:
-        guidance = prepare_text_to_image(bank, clips, targets, config.inr, bank_options)
-        targets, init = guidance.targets, guidance.init
+        options = dataclasses.replace(bank_options, use_seed=False) if init is not None else bank_options
+        guidance = prepare_text_to_image(bank, clips, targets, config.inr, options)
+        targets, init = guidance.targets, guidance.init if init is None else init
         loss_terms = [*loss_terms, *guidance.loss_terms]
     return invert(clips, targets, config, init=init, seed=seed, loss_terms=loss_terms, callback=callback)
 

@@ -91,3 +91,25 @@ def test_task_input_errors(tiny_clip, tiny_run):
         edit(tiny_clip, scene(), " ", tiny_run)
     with pytest.raises(ValueError, match="one content image"):
         style_transfer(tiny_clip, torch.rand(2, 3, 8, 8), "x", tiny_run)
+
+
+
+def test_text_to_image_explicit_init_is_the_start_even_with_a_bank(tiny_clip):
+    from inversion_core import RunConfig, ScheduleConfig, text_to_image
+    from inversion_core.bank import ReferenceBank
+    from inversion_core.bank_guidance import BankOptions
+    from inversion_core.inr import FinerINR
+
+    config = RunConfig(steps=1, width=16, height=16, schedule=ScheduleConfig(lr=1e-7))  # barely moves
+    start = FinerINR(config.inr, 1, generator=torch.Generator().manual_seed(7))
+    embeddings = tiny_clip.encode_text(["a", "b", "c", "d"])
+    bank = ReferenceBank(image_embeddings=embeddings, text_embeddings=embeddings, captions=list("abcd"),
+                         clip_identity=tiny_clip.identity)  # no seeds: the default use_seed would refuse it
+    with torch.no_grad():
+        first = start(16, 16)
+    options = BankOptions(procrustes_k=4, blend_k=4)  # use_seed stays on: the explicit init overrides it
+    refined = text_to_image(tiny_clip, "a", config, bank=bank, bank_options=options, init=start).images
+    torch.testing.assert_close(refined, first, atol=2e-3, rtol=0)
+    random_start = text_to_image(tiny_clip, "a", config, bank=bank,
+                                 bank_options=dataclasses.replace(options, use_seed=False)).images
+    assert (random_start - first).abs().max() > 0.05

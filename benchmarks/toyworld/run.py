@@ -118,22 +118,10 @@ class SeededBank:
         return cls(bank, seeds)
 
 
-def _bank_images(method: str, clip, prompts: list[str], run, seed: int, seeded: SeededBank) -> torch.Tensor:
-    """`text_to_image` with a bank, its seed start taken from `seeded` (same rule, same seeds)."""
-    from inversion_core.bank_guidance import BankOptions, prepare_text_to_image
-    from inversion_core.optimise import invert
-    from inversion_core.tasks import prompt_target
-
-    options = BankOptions(**BANK_METHODS[method])
-    guidance = prepare_text_to_image(seeded.bank, clip, [prompt_target(p) for p in prompts], run.inr,
-                                     dataclasses.replace(options, use_seed=False))
-    init = seeded.seeds.clone() if options.use_seed else None
-    return invert(clip, guidance.targets, run, init=init, seed=seed, loss_terms=guidance.loss_terms).images
-
-
 def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
                    seeded: SeededBank | None) -> torch.Tensor:
     from inversion_core import AugmentConfig, RunConfig, ScheduleConfig, text_to_image
+    from inversion_core.bank_guidance import BankOptions
 
     run = RunConfig(steps=cfg.steps, width=cfg.size, height=cfg.size,
                     augment=AugmentConfig(views=cfg.views))
@@ -142,7 +130,10 @@ def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
     if method == "clipinv_flat_schedule":  # ablation: no coarse-to-fine layer schedule
         flat = dataclasses.replace(run, schedule=ScheduleConfig(kind="flat"))
         return text_to_image(clip, prompts, flat, seed=cfg.seed).images
-    return _bank_images(method, clip, prompts, run, cfg.seed, seeded)
+    options = BankOptions(**BANK_METHODS[method])
+    init = seeded.seeds if options.use_seed else None  # the seeds the bank would give (invert copies them)
+    return text_to_image(clip, prompts, run, seed=cfg.seed, bank=seeded.bank, bank_options=options,
+                         init=init).images
 
 
 def generate(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
