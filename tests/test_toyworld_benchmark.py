@@ -31,9 +31,30 @@ def test_every_method_runs_and_is_scored(tmp_path):
     for name, method in report["methods"].items():
         assert set(method["accuracy"]) <= set(world.ATTRIBUTE_KEYS), name
         assert 0.0 <= method["mean_accuracy"] <= 1.0 and method["seconds_per_image"] > 0
+        assert 0.0 <= method["above_renders"] <= 1.0, name
     sheet = Image.open(tmp_path / "contact_sheet.png")
     assert sheet.size[1] == 96 * (len(run.METHODS) + 1)
     assert "| clipinv_plain |" in (tmp_path / "results.md").read_text()
+
+
+def test_above_renders_counts_images_the_clip_prefers_to_every_clean_render():
+    import numpy as np
+    import torch
+
+    from inversion_core import load_clip
+
+    clip = load_clip(str(MODEL_DIR / "toyclip.json"), weights=str(MODEL_DIR / "toyclip.safetensors"))
+    texts, attributes = zip(*run.held_out_prompts(3, seed=1))
+    texts = list(texts)
+    first = run.best_render_cosines(clip, attributes, texts, 64, seed=5, draws=1)
+    best = run.best_render_cosines(clip, attributes, texts, 64, seed=5, draws=4)
+    assert best.shape == (3,) and torch.all(best >= first)  # the first draw is among the four
+    rng = np.random.default_rng([5, 0])  # the first draw's renders themselves
+    renders = np.stack([world.render(world.Scene.from_attributes(a), 64, rng) for a in attributes])
+    images = torch.from_numpy(renders).permute(0, 3, 1, 2).float() / 255
+    tied = run.score(images, attributes, clip, texts, 1.0, first)
+    assert tied.above_renders == 0.0  # equal to the best render is not above it
+    assert run.score(images, attributes, clip, texts, 1.0, first - 1e-3).above_renders == 1.0
 
 
 def test_unknown_methods_are_refused_with_the_choices():

@@ -36,15 +36,17 @@ def sweep(variants: dict[str, dict], prompts: int = 8, steps: int = 150, size: i
     clip = load_clip(str(model_dir / "toyclip.json"), weights=str(model_dir / "toyclip.safetensors"))
     chosen = benchmark.held_out_prompts(prompts, seed)
     texts, attributes = [p for p, _ in chosen], [a for _, a in chosen]
+    best_render = benchmark.best_render_cosines(clip, attributes, texts, size, seed)
     scores = {}
     for name, overrides in variants.items():
         config = variant_config(overrides, steps, size, views)
         start = time.perf_counter()
         images = text_to_image(clip, texts, config, seed=seed).images
-        scores[name] = benchmark.score(images, attributes, clip, texts, time.perf_counter() - start)
+        scores[name] = benchmark.score(images, attributes, clip, texts, time.perf_counter() - start,
+                                       best_render)
         cells = " ".join(f"{k}:{v:.2f}" for k, v in scores[name].accuracy.items())
         log(f"{name:20s} judge {scores[name].mean_accuracy:.3f} ± {scores[name].standard_error:.3f}  "
-            f"cos {scores[name].clip_cosine:.3f}  {cells}")
+            f"cos {scores[name].clip_cosine:.3f}  above renders {scores[name].above_renders:.2f}  {cells}")
     return scores
 
 
