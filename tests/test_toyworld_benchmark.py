@@ -50,8 +50,8 @@ def test_above_renders_counts_images_the_clip_prefers_to_every_clean_render():
     best = run.best_render_cosines(clip, attributes, texts, 64, seed=5, draws=4)
     assert best.shape == (3,) and torch.all(best >= first)  # the first draw is among the four
     rng = np.random.default_rng([5, 0])  # the first draw's renders themselves
-    renders = np.stack([world.render(world.Scene.from_attributes(a), 64, rng) for a in attributes])
-    images = torch.from_numpy(renders).permute(0, 3, 1, 2).float() / 255
+    images = run.from_uint8(np.stack([world.render(world.Scene.from_attributes(a), 64, rng)
+                                      for a in attributes]))
     tied = run.score(images, attributes, clip, texts, 1.0, first)
     assert tied.above_renders == 0.0  # equal to the best render is not above it
     assert run.score(images, attributes, clip, texts, 1.0, first - 1e-3).above_renders == 1.0

@@ -155,6 +155,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 world renders -> (B, 3, H, W) in [0, 1], what the CLIP and methods take."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
 RENDER_DRAWS = 8  # clean renders per prompt that `above_renders` compares against
 
 
@@ -172,9 +177,8 @@ def best_render_cosines(clip, attributes: Sequence[dict[str, str]], prompts: lis
         text = clip.encode_text(prompts)
         for draw in range(draws):
             rng = np.random.default_rng([seed, draw])
-            renders = np.stack([world.render(s, size, rng) for s in scenes])
-            images = torch.from_numpy(renders).permute(0, 3, 1, 2).float() / 255
-            best = torch.maximum(best, (clip.encode_image(images) * text).sum(-1).cpu())
+            renders = from_uint8(np.stack([world.render(s, size, rng) for s in scenes]))
+            best = torch.maximum(best, (clip.encode_image(renders) * text).sum(-1).cpu())
     return best
 
 
@@ -268,8 +272,7 @@ def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_D
             f"CLIP cos {scores[method].clip_cosine:.3f}  "
             f"above renders {scores[method].above_renders:.2f}  "
             f"{scores[method].seconds_per_image:.2f} s/image")
-    reference = score(torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255, attributes,
-                      clip, texts, 0.0, best_render)
+    reference = score(from_uint8(truth), attributes, clip, texts, 0.0, best_render)
     out_dir.mkdir(parents=True, exist_ok=True)
     contact_sheet(rows, out_dir / "contact_sheet.png")
     (out_dir / "results.md").write_text(_markdown(cfg, {"(world render)": reference, **scores}))
