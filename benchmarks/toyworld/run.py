@@ -50,8 +50,8 @@ METHODS: tuple[str, ...] = (*baselines.BASELINES, *ENGINE_METHODS)
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    prompts: int = 12                # distinct held-out prompts
-    steps: int = 100                 # optimisation steps, every method (~8 min on 2 CPU cores)
+    prompts: int = 24                # distinct held-out prompts (half of them two-object)
+    steps: int = 100                 # optimisation steps, every method
     size: int = 64                   # render size in pixels (the toy CLIP's input size)
     views: int = 8                   # augmented views per step, every method
     seed: int = 0                    # prompt draw and every method's initialisation
