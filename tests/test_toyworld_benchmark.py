@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.toyworld import run, world
-from benchmarks.toyworld.clip_metrics import MODEL_DIR
+from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
 
 pytestmark = pytest.mark.skipif(not (MODEL_DIR / "toyclip.safetensors").is_file(),
                                 reason="shipped toy CLIP missing; run python -m "
@@ -50,7 +50,7 @@ def test_above_renders_counts_images_the_clip_prefers_to_every_clean_render():
     best = run.best_render_cosines(clip, attributes, texts, 64, seed=5, draws=4)
     assert best.shape == (3,) and torch.all(best >= first)  # the first draw is among the four
     rng = np.random.default_rng([5, 0])  # the first draw's renders themselves
-    images = run.from_uint8(np.stack([world.render(world.Scene.from_attributes(a), 64, rng)
+    images = from_uint8(np.stack([world.render(world.Scene.from_attributes(a), 64, rng)
                                       for a in attributes]))
     tied = run.score(images, attributes, clip, texts, 1.0, first)
     assert tied.above_renders == 0.0  # equal to the best render is not above it

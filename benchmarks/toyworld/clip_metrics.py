@@ -25,10 +25,15 @@ from benchmarks.toyworld import world
 MODEL_DIR = Path(__file__).parent / "model"
 
 
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 world renders -> (B, 3, H, W) in [0, 1], what the engine's CLIP and the
+    inversion methods take."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
 def to_model_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> normalised float (B, 3, H, W), the layout open_clip expects."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return (from_uint8(images) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
 @torch.no_grad()

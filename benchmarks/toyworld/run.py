@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from benchmarks.toyworld import baselines, judge, world
-from benchmarks.toyworld.clip_metrics import MODEL_DIR
+from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
 from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
 
 if TYPE_CHECKING:
@@ -153,11 +153,6 @@ def generate(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8, the judge's and PIL's layout."""
     return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def from_uint8(images: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) uint8 world renders -> (B, 3, H, W) in [0, 1], what the CLIP and methods take."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
 
 
 RENDER_DRAWS = 8  # clean renders per prompt that `above_renders` compares against
