@@ -21,7 +21,7 @@ from .clip_models import load_clip
 from .image_io import load_image, load_inr, save_image, save_inr
 from .optimise import AUTOCAST_PRECISIONS, COMPILE_MODES, InversionResult, RunConfig, StepProgress
 from .schedules import SCHEDULES, ScheduleConfig
-from .tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH, DEFAULT_FIT_STEPS
+from .tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH, DEFAULT_FIT_STEPS
 
 
 class ProgressBar:
@@ -42,14 +42,14 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _add_run_args(parser: argparse.ArgumentParser, steps: int) -> None:
+def _add_run_args(parser: argparse.ArgumentParser, steps: int, lr: float = ScheduleConfig().lr) -> None:
     run, sched, aug = RunConfig(), ScheduleConfig(), AugmentConfig()
     group = parser.add_argument_group("optimisation")
     group.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
     group.add_argument("--width", type=int, default=run.width, help=f"render width in pixels (default {run.width})")
     group.add_argument("--height", type=int, default=run.height, help=f"render height in pixels (default {run.height})")
     group.add_argument("--seed", type=int, default=0, help="random seed; image i of a batch uses seed + i (default 0)")
-    group.add_argument("--lr", type=float, default=sched.lr, help=f"peak learning rate (default {sched.lr:g})")
+    group.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
     group.add_argument("--schedule", default=sched.kind, choices=SCHEDULES, help=f"layer schedule (default {sched.kind})")
     group.add_argument("--views", type=int, default=aug.views, help=f"augmented views per step (default {aug.views})")
     add_inr_arguments(group)
@@ -104,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"steps fitting the INR to the image first (default {DEFAULT_FIT_STEPS})")
     edit.add_argument("--out", type=Path, required=True, help="output PNG")
 
-    for sub, steps in ((generate, 400), (recon, 400), (style, 400), (edit, DEFAULT_EDIT_STEPS)):
+    default_lr = ScheduleConfig().lr
+    for sub, steps, lr in ((generate, 400, default_lr), (recon, 400, default_lr), (style, 400, default_lr),
+                           (edit, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_LR)):
         add_model_arguments(sub)
-        _add_run_args(sub, steps)
+        _add_run_args(sub, steps, lr)
 
     batch = commands.add_parser("batch", help="a prompt file to a folder of images; resumable; runs under torchrun")
     batch.add_argument("--prompts", type=Path, required=True, help="text file, one prompt per line ('#' = comment)")

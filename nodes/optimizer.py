@@ -68,8 +68,8 @@ def seed_input() -> io.Int.Input:
                         "seed + i). Same seed and settings = same image.")
 
 
-def learning_rate_input() -> io.Float.Input:
-    return io.Float.Input("learning_rate", default=SCHEDULE_DEFAULTS.lr, min=0.00001, max=0.1, step=0.0001,
+def learning_rate_input(default: float = SCHEDULE_DEFAULTS.lr) -> io.Float.Input:
+    return io.Float.Input("learning_rate", default=default, min=0.00001, max=0.1, step=0.0001,
                           round=0.00001, tooltip="Peak Adam learning rate of the INR (each layer's rate follows "
                           "the schedule). Too high gives noise or a NaN error; too low barely changes the image.")
 

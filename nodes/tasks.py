@@ -13,7 +13,7 @@ import torch
 from comfy_api.latest import io
 
 from ..inversion_core import edit, style_transfer
-from ..inversion_core.tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH
+from ..inversion_core.tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH
 from . import comfy_bridge
 from .common import CATEGORY, MAX_SIZE, TargetType, image_to_engine, make_schema
 from .optimizer import (
@@ -134,7 +134,7 @@ class TextGuidedEdit(io.ComfyNode):
                 resolution_input(),
                 steps_input(default=DEFAULT_EDIT_STEPS),
                 seed_input(),
-                learning_rate_input(),
+                learning_rate_input(default=DEFAULT_EDIT_LR),
                 views_input(),
                 schedule_input(),
                 fit_steps_input("Steps fitting the INR to the image before editing. More = more faithful start."),

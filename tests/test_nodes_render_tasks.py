@@ -89,3 +89,15 @@ def test_settings_nodes_feed_the_engine_configs(pack_nodes, comfy_env):
     with pytest.raises(NodeValidationError, match="crop_min .* must not be larger than crop_max"):
         run_node(pack_nodes["CLIPInversionAugmentSettings"], crop_min=0.9, crop_max=0.5, translate=0.5, shear=0.0,
                  brightness=0.0, contrast=0.0, saturation=0.0, noise=0.0)
+
+
+def test_edit_widget_defaults_to_the_engine_edit_learning_rate(pack_nodes):
+    from inversion_core import ScheduleConfig
+    from inversion_core.tasks import DEFAULT_EDIT_LR
+
+    def default_lr(node_id):
+        inputs = {i.id: i for i in pack_nodes[node_id].GET_SCHEMA().inputs}
+        return inputs["learning_rate"].as_dict()["default"]
+
+    assert default_lr("CLIPInversionEdit") == DEFAULT_EDIT_LR
+    assert default_lr("CLIPInversionOptimizer") == default_lr("CLIPInversionStyleTransfer") == ScheduleConfig().lr

@@ -113,3 +113,26 @@ def test_text_to_image_explicit_init_is_the_start_even_with_a_bank(tiny_clip):
     random_start = text_to_image(tiny_clip, "a", config, bank=bank,
                                  bank_options=dataclasses.replace(options, use_seed=False)).images
     assert (random_start - first).abs().max() > 0.05
+
+
+def test_edit_defaults_to_the_gentle_edit_learning_rate(tiny_clip, monkeypatch):
+    """Without a config, edit runs DEFAULT_EDIT_STEPS at DEFAULT_EDIT_LR (a fitted INR scrambles at
+    text-to-image's rate); the CLI's edit command has the same defaults, the other commands do not."""
+    from inversion_core import ScheduleConfig, tasks
+    from inversion_core.cli import build_parser
+
+    seen = {}
+
+    def capture(clips, targets, config, **kwargs):
+        seen["config"] = config
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(tasks, "invert", capture)
+    with pytest.raises(RuntimeError, match="captured"):
+        tasks.edit(tiny_clip, scene(), "a blue square", fit_steps=1)
+    assert seen["config"].schedule.lr == tasks.DEFAULT_EDIT_LR < ScheduleConfig().lr
+    assert seen["config"].steps == tasks.DEFAULT_EDIT_STEPS
+    parser = build_parser()
+    common = ["--model", "m", "--out", "o.png"]
+    assert parser.parse_args(["edit", "--image", "i.png", "--edit", "x", *common]).lr == tasks.DEFAULT_EDIT_LR
+    assert parser.parse_args(["generate", "--prompt", "x", *common]).lr == ScheduleConfig().lr
