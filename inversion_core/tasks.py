@@ -28,11 +28,10 @@ DEFAULT_FIT_STEPS = 300  # pixel-regression steps before style transfer / editin
 DEFAULT_CONTENT_WEIGHT = 4.0  # style transfer: weight of the low-resolution content MSE (ours)
 DEFAULT_EDIT_STRENGTH = 1.0  # edit: α in e_image + α (e_edit - e_source) (ours)
 DEFAULT_EDIT_STEPS = 100  # edit: steps from the fitted image; few, so the image stays recognisable (ours)
-# edit: peak learning rate, 20x below text-to-image's. Adam moves every weight by about lr per step
-# whatever its gradient, and a fitted INR's hidden weights are ~0.003 (FINER init): at 1e-3 the
-# first steps scramble the image (toy-world edit benchmark: 8% of edits made, 44% of the rest kept;
-# at 5e-5: see benchmarks/toyworld/README.md).
-DEFAULT_EDIT_LR = 5e-5
+# edit: peak learning rate, a tenth of text-to-image's (ours). Adam moves every weight by about lr per
+# step whatever its gradient, and a fitted FINER INR's hidden weights are ~0.003: at 1e-3 the first
+# steps turn the image into noise (toy-world edit benchmark, benchmarks/toyworld/README.md).
+DEFAULT_EDIT_LR = 1e-4
 
 
 def prompt_target(prompt: str, negative_prompt: str | None = None, negative_weight: float = 0.5) -> Target:
