@@ -87,15 +87,15 @@ def score_edits(images: torch.Tensor, cases: list[EditCase], seconds: float) -> 
                      seconds_per_image=seconds / len(cases))
 
 
-def run_edits(clip, cases: list[EditCase], size: int, options: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sources, edited images), both (N, 3, size, size); `options` are `edit`'s keyword arguments
-    (config, strength, fit_steps) where they differ from its defaults."""
+def run_edits(clip, cases: list[EditCase], size: int, seed: int, **edit_options) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sources, edited images), both (N, 3, size, size); `edit_options` go to `inversion_core.edit`
+    (config, strength, fit_steps), whose defaults hold for the rest."""
     from inversion_core import edit
 
     rng = np.random.default_rng(seed)
     sources = from_uint8(np.stack([world.render(c.source, size, rng) for c in cases]))
     edited = torch.cat([edit(clip, source, case.edit_prompt, source_prompt=case.source_prompt,
-                             seed=seed, **options).images
+                             seed=seed, **edit_options).images
                         for source, case in zip(sources, cases)])
     return sources, edited
 
@@ -125,9 +125,8 @@ def main(argv: list[str] | None = None) -> EditScore:
                        schedule=ScheduleConfig(lr=args.lr))
     cases = edit_cases(args.cases, args.seed)
     start = time.perf_counter()
-    sources, edited = run_edits(clip, cases, args.size,
-                                {"config": config, "strength": args.strength, "fit_steps": args.fit_steps},
-                                args.seed)
+    sources, edited = run_edits(clip, cases, args.size, args.seed, config=config, strength=args.strength,
+                                fit_steps=args.fit_steps)
     result = score_edits(edited, cases, time.perf_counter() - start)
     args.out.mkdir(parents=True, exist_ok=True)
     contact_sheet({"source": to_uint8(sources), "edited": to_uint8(edited)}, args.out / "edit_sheet.png")
