@@ -15,10 +15,10 @@ from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
 
 def test_cases_change_exactly_one_attribute_alternating_colour_and_shape():
     cases = edit_benchmark.edit_cases(6, seed=1)
-    assert [c.attribute for c in cases] == ["colour", "shape"] * 3
+    assert [c.changed for c in cases] == [("colour",), ("shape",)] * 3
     for case in cases:
         source, edited = case.source.attributes(), case.edited.attributes()
-        assert {k for k in source if source[k] != edited[k]} == {case.attribute}
+        assert {k for k in source if source[k] != edited[k]} == set(case.changed)
         assert not case.source.is_relational and case.source_prompt != case.edit_prompt
     assert edit_benchmark.edit_cases(6, seed=1) == cases  # deterministic
 

@@ -41,8 +41,8 @@ EDITABLE = {"colour": world.COLOURS, "shape": world.SHAPES}
 @dataclass(frozen=True)
 class EditCase:
     source: world.Scene
-    edited: world.Scene
-    attribute: str  # the one attribute that differs
+    edited: world.Scene  # what the result should show
+    changed: tuple[str, ...]  # the attributes that differ (the rest must be kept)
 
     @property
     def source_prompt(self) -> str:
@@ -62,25 +62,26 @@ def edit_cases(count: int, seed: int) -> list[EditCase]:
         source = world.sample_scene(rng, "train", relational_prob=0.0)
         choices = [v for v in EDITABLE[attribute] if v != getattr(source, attribute)]
         edited = dataclasses.replace(source, **{attribute: str(rng.choice(choices))})
-        cases.append(EditCase(source, edited, attribute))
+        cases.append(EditCase(source, edited, (attribute,)))
     return cases
 
 
 @dataclass
 class EditScore:
-    edited: dict[str, float]    # per edited attribute: fraction of images showing the new value
+    edited: dict[str, float]    # per changed attribute: fraction of images showing the new value
     kept: float                 # fraction of untouched attributes that still read as the source
-    all_right: float            # fraction of images with the edit made and everything else kept
+    all_right: float            # fraction of images with the change made and everything else kept
     standard_error: float       # of the mean verdict (edited and kept together), over cases
     seconds_per_image: float
 
 
 def score_edits(images: torch.Tensor, cases: list[EditCase], seconds: float) -> EditScore:
+    """Judge each image against its case's `edited` scene (also scores the style benchmark)."""
     verdicts = [judge.judge(image, case.edited.attributes())
                 for image, case in zip(to_uint8(images), cases)]
-    edited = {a: float(np.mean([v[c.attribute] for v, c in zip(verdicts, cases) if c.attribute == a]))
-              for a in EDITABLE if any(c.attribute == a for c in cases)}
-    kept = [ok for v, c in zip(verdicts, cases) for k, ok in v.items() if k != c.attribute]
+    changed = dict.fromkeys(a for c in cases for a in c.changed)  # first-seen order
+    edited = {a: float(np.mean([v[a] for v, c in zip(verdicts, cases) if a in c.changed])) for a in changed}
+    kept = [ok for v, c in zip(verdicts, cases) for k, ok in v.items() if k not in c.changed]
     return EditScore(edited=edited, kept=float(np.mean(kept)),
                      all_right=float(np.mean([all(v.values()) for v in verdicts])),
                      standard_error=bootstrap_standard_error(verdicts),
