@@ -8,7 +8,9 @@ extension set, an existing key keeps its paths and gains the new one (first when
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 supported_pt_extensions: set[str] = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
@@ -24,7 +26,10 @@ input_directory = ""
 def reset_for_tests(base: str | None = None) -> None:
     """Point every folder at ``base`` (created if needed) and forget registered model folders."""
     global base_path, models_dir, output_directory, temp_directory, input_directory
-    base_path = base or tempfile.mkdtemp(prefix="comfy_stub_")
+    if base is None:  # the import-time default: a scratch root that goes away with the process
+        base = tempfile.mkdtemp(prefix="comfy_stub_")
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+    base_path = base
     models_dir = os.path.join(base_path, "models")
     output_directory = os.path.join(base_path, "output")
     temp_directory = os.path.join(base_path, "temp")
