@@ -101,21 +101,27 @@ def run_edits(clip, cases: list[EditCase], size: int, seed: int, **edit_options)
     return sources, edited
 
 
-def main(argv: list[str] | None = None) -> EditScore:
-    from inversion_core import RunConfig, ScheduleConfig, load_clip
-    from inversion_core.tasks import DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH, DEFAULT_FIT_STEPS
+def task_parser(description: str, cases: int, steps: int, lr: float) -> argparse.ArgumentParser:
+    """The options the edit and style benchmarks share; each adds its task's own."""
+    from inversion_core.tasks import DEFAULT_FIT_STEPS
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=24, help="edits, colour and shape alternating")
-    parser.add_argument("--steps", type=int, default=DEFAULT_EDIT_STEPS)
-    parser.add_argument("--lr", type=float, default=DEFAULT_EDIT_LR)
-    parser.add_argument("--strength", type=float, default=DEFAULT_EDIT_STRENGTH)
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cases", type=int, default=cases)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--fit-steps", type=int, default=DEFAULT_FIT_STEPS)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("outputs/toyworld"))
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    return parser
+
+
+def load_task(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """(args, toy CLIP, RunConfig of the benchmark's steps, lr and size) from `task_parser` options."""
+    from inversion_core import RunConfig, ScheduleConfig, load_clip
+
     args = parser.parse_args(argv)
     if args.cases < 1:
         parser.error(f"--cases must be >= 1, got {args.cases}")
@@ -124,6 +130,15 @@ def main(argv: list[str] | None = None) -> EditScore:
                      weights=str(args.model_dir / "toyclip.safetensors"), device="cpu")
     config = RunConfig(steps=args.steps, width=args.size, height=args.size,
                        schedule=ScheduleConfig(lr=args.lr))
+    return args, clip, config
+
+
+def main(argv: list[str] | None = None) -> EditScore:
+    from inversion_core.tasks import DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH
+
+    parser = task_parser(__doc__.splitlines()[0], cases=24, steps=DEFAULT_EDIT_STEPS, lr=DEFAULT_EDIT_LR)
+    parser.add_argument("--strength", type=float, default=DEFAULT_EDIT_STRENGTH)
+    args, clip, config = load_task(parser, argv)
     cases = edit_cases(args.cases, args.seed)
     start = time.perf_counter()
     sources, edited = run_edits(clip, cases, args.size, args.seed, config=config, strength=args.strength,

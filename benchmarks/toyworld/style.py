@@ -22,19 +22,17 @@ measures what a user of the Style Transfer node or `python -m inversion_core sty
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.toyworld import world
-from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
-from benchmarks.toyworld.edit import EditCase, EditScore, score_edits
+from benchmarks.toyworld.clip_metrics import from_uint8
+from benchmarks.toyworld.edit import EditCase, EditScore, load_task, score_edits, task_parser
 from benchmarks.toyworld.run import contact_sheet, to_uint8
 
 STYLED = ("colour", "background")  # what the style image gives; the rest is the content's
@@ -78,28 +76,13 @@ def run_styles(clip, cases: list[StyleCase], size: int, seed: int,
 
 
 def main(argv: list[str] | None = None) -> EditScore:
-    from inversion_core import RunConfig, ScheduleConfig, load_clip
-    from inversion_core.tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_FIT_STEPS
+    from inversion_core import RunConfig
+    from inversion_core.tasks import DEFAULT_CONTENT_WEIGHT
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=RunConfig().steps)
-    parser.add_argument("--lr", type=float, default=ScheduleConfig().lr)
+    default = RunConfig()
+    parser = task_parser(__doc__.splitlines()[0], cases=12, steps=default.steps, lr=default.schedule.lr)
     parser.add_argument("--content-weight", type=float, default=DEFAULT_CONTENT_WEIGHT)
-    parser.add_argument("--fit-steps", type=int, default=DEFAULT_FIT_STEPS)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=Path("outputs/toyworld"))
-    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
-    args = parser.parse_args(argv)
-    if args.cases < 1:
-        parser.error(f"--cases must be >= 1, got {args.cases}")
-    torch.set_num_threads(args.threads)
-    clip = load_clip(str(args.model_dir / "toyclip.json"),
-                     weights=str(args.model_dir / "toyclip.safetensors"), device="cpu")
-    config = RunConfig(steps=args.steps, width=args.size, height=args.size,
-                       schedule=ScheduleConfig(lr=args.lr))
+    args, clip, config = load_task(parser, argv)
     cases = style_cases(args.cases, args.seed)
     start = time.perf_counter()
     contents, styles, results = run_styles(clip, cases, args.size, args.seed, config=config,
