@@ -101,11 +101,12 @@ def run_edits(clip, cases: list[EditCase], size: int, seed: int, **edit_options)
     return sources, edited
 
 
-def task_parser(description: str, cases: int, steps: int, lr: float) -> argparse.ArgumentParser:
-    """The options the edit and style benchmarks share; each adds its task's own."""
+def task_parser(doc: str, cases: int, steps: int, lr: float) -> argparse.ArgumentParser:
+    """The options the edit and style benchmarks share (each adds its task's own); the help text is
+    the first paragraph of the module docstring `doc`."""
     from inversion_core.tasks import DEFAULT_FIT_STEPS
 
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))
     parser.add_argument("--cases", type=int, default=cases)
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--lr", type=float, default=lr)
@@ -136,7 +137,7 @@ def load_task(parser: argparse.ArgumentParser, argv: list[str] | None):
 def main(argv: list[str] | None = None) -> EditScore:
     from inversion_core.tasks import DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH
 
-    parser = task_parser(__doc__.splitlines()[0], cases=24, steps=DEFAULT_EDIT_STEPS, lr=DEFAULT_EDIT_LR)
+    parser = task_parser(__doc__, cases=24, steps=DEFAULT_EDIT_STEPS, lr=DEFAULT_EDIT_LR)
     parser.add_argument("--strength", type=float, default=DEFAULT_EDIT_STRENGTH)
     args, clip, config = load_task(parser, argv)
     cases = edit_cases(args.cases, args.seed)

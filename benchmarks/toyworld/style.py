@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> EditScore:
     from inversion_core.tasks import DEFAULT_CONTENT_WEIGHT
 
     default = RunConfig()
-    parser = task_parser(__doc__.splitlines()[0], cases=12, steps=default.steps, lr=default.schedule.lr)
+    parser = task_parser(__doc__, cases=12, steps=default.steps, lr=default.schedule.lr)
     parser.add_argument("--content-weight", type=float, default=DEFAULT_CONTENT_WEIGHT)
     args, clip, config = load_task(parser, argv)
     cases = style_cases(args.cases, args.seed)
