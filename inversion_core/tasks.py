@@ -26,6 +26,10 @@ from .targets import Target, TargetTerm, combine_targets, image_target, text_tar
 Clips = ClipBundle | Sequence[ClipBundle]
 DEFAULT_FIT_STEPS = 300  # pixel-regression steps before style transfer / editing (ours)
 DEFAULT_CONTENT_WEIGHT = 4.0  # style transfer: weight of the low-resolution content MSE (ours)
+# style transfer: the content term compares render and content at this fraction of the render's long
+# side, 32 px at the 224-px default (ours). A fraction, not a pixel count, so a render at another
+# size keeps the same balance of layout and style (the rest of the objective is resolution-free).
+CONTENT_SCALE = 32 / 224
 DEFAULT_EDIT_STRENGTH = 1.0  # edit: α in e_image + α (e_edit - e_source) (ours)
 DEFAULT_EDIT_STEPS = 100  # edit: steps from the fitted image; few, so the image stays recognisable (ours)
 # edit: peak learning rate, a tenth of text-to-image's (ours). Adam moves every weight by about lr per
@@ -99,7 +103,7 @@ def style_transfer(
     fit_callback: FitCallback | None = None,
 ) -> InversionResult:
     """Start from an INR fitted to ``content`` and optimise toward ``style`` (a prompt, an image or
-    any Target) while a low-resolution content term keeps the layout.
+    any Target) while a low-resolution content term (at ``CONTENT_SCALE`` of the render) keeps the layout.
 
     ``fit_callback(step, total)`` reports the fitting phase (raise in it to cancel)."""
     content = _as_batch(content, "content")
@@ -112,7 +116,8 @@ def style_transfer(
         style = image_target(_as_batch(style, "style")[0])
     init = fit_inr_to_image(_resized(content, config, clips), config.inr, steps=fit_steps, seed=seed,
                             callback=fit_callback)
-    loss = ContentLoss(content, weight=content_weight)
+    resolution = max(1, round(CONTENT_SCALE * max(config.width, config.height)))
+    loss = ContentLoss(content, weight=content_weight, resolution=resolution)
     return invert(clips, [style], config, init=init, seed=seed, loss_terms=[loss], callback=callback)
 
 

@@ -61,6 +61,29 @@ def test_style_transfer_moves_toward_style_and_keeps_layout(tiny_clip, tiny_run,
     assert F.mse_loss(kept, layout) < F.mse_loss(torch.full_like(layout, 0.5), layout)
 
 
+@pytest.mark.parametrize("width, height, expected", [(224, 224, 32), (448, 336, 64), (64, 64, 9)])
+def test_style_content_term_compares_at_a_fixed_fraction_of_the_render(tiny_clip, monkeypatch, width, height,
+                                                                        expected):
+    """32 px at the 224-px default, and the same fraction at any other render size, so previewing
+    small and rendering large keep the same balance of layout and style."""
+    from inversion_core import RunConfig, tasks
+
+    seen = {}
+
+    def capture(clips, targets, config, loss_terms=(), **kwargs):
+        seen["terms"], seen["config"] = loss_terms, config
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(tasks, "invert", capture)
+    config = RunConfig(width=width, height=height, inr=INRConfig(hidden_layers=1, width=16))
+    with pytest.raises(RuntimeError, match="captured"):
+        tasks.style_transfer(tiny_clip, scene(height, width), "a watercolour", config, fit_steps=1)
+    (content,) = seen["terms"]
+    assert (seen["config"].width, seen["config"].height) == (width, height)
+    assert content.resolution == expected
+    assert max(content.reference.shape[-2:]) == expected
+
+
 def test_style_from_an_image(tiny_clip, tiny_run):
     style_image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     result = style_transfer(tiny_clip, scene(), style_image, dataclasses.replace(tiny_run, steps=10), fit_steps=20)
