@@ -27,6 +27,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ import torch
 from benchmarks.toyworld import judge, world
 from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
 from benchmarks.toyworld.run import bootstrap_standard_error, contact_sheet, to_uint8
+
+if TYPE_CHECKING:
+    from inversion_core import ClipBundle, RunConfig
 
 EDITABLE = {"colour": world.COLOURS, "shape": world.SHAPES}
 
@@ -119,7 +123,8 @@ def task_parser(doc: str, cases: int, steps: int, lr: float) -> argparse.Argumen
     return parser
 
 
-def load_task(parser: argparse.ArgumentParser, argv: list[str] | None):
+def load_task(parser: argparse.ArgumentParser,
+              argv: list[str] | None) -> tuple[argparse.Namespace, ClipBundle, RunConfig]:
     """(args, toy CLIP, RunConfig of the benchmark's steps, lr and size) from `task_parser` options."""
     from inversion_core import RunConfig, ScheduleConfig, load_clip
 
