@@ -27,6 +27,21 @@ def psnr(a, b):
     return 10 * torch.log10(1 / F.mse_loss(a, b))
 
 
+@pytest.fixture
+def invert_call(monkeypatch):
+    """Stops a task at its `invert` call and records what it would optimise (config, loss_terms, ...)."""
+    from inversion_core import tasks
+
+    seen = {}
+
+    def capture(clips, targets, config, **kwargs):
+        seen.update(config=config, **kwargs)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(tasks, "invert", capture)
+    return seen
+
+
 def test_fit_inr_reproduces_the_image():
     image = scene()
     inr = fit_inr_to_image(image, INRConfig(hidden_layers=2, width=64), steps=150, lr=2e-3)
@@ -62,24 +77,17 @@ def test_style_transfer_moves_toward_style_and_keeps_layout(tiny_clip, tiny_run,
 
 
 @pytest.mark.parametrize("width, height, expected", [(224, 224, 32), (448, 336, 64), (64, 64, 9)])
-def test_style_content_term_compares_at_a_fixed_fraction_of_the_render(tiny_clip, monkeypatch, width, height,
+def test_style_content_term_compares_at_a_fixed_fraction_of_the_render(tiny_clip, invert_call, width, height,
                                                                         expected):
     """32 px at the 224-px default, and the same fraction at any other render size, so previewing
     small and rendering large keep the same balance of layout and style."""
-    from inversion_core import RunConfig, tasks
+    from inversion_core import RunConfig
 
-    seen = {}
-
-    def capture(clips, targets, config, loss_terms=(), **kwargs):
-        seen["terms"], seen["config"] = loss_terms, config
-        raise RuntimeError("captured")
-
-    monkeypatch.setattr(tasks, "invert", capture)
     config = RunConfig(width=width, height=height, inr=INRConfig(hidden_layers=1, width=16))
     with pytest.raises(RuntimeError, match="captured"):
-        tasks.style_transfer(tiny_clip, scene(height, width), "a watercolour", config, fit_steps=1)
-    (content,) = seen["terms"]
-    assert (seen["config"].width, seen["config"].height) == (width, height)
+        style_transfer(tiny_clip, scene(height, width), "a watercolour", config, fit_steps=1)
+    (content,) = invert_call["loss_terms"]
+    assert (invert_call["config"].width, invert_call["config"].height) == (width, height)
     assert content.resolution == expected
     assert max(content.reference.shape[-2:]) == expected
 
@@ -138,23 +146,16 @@ def test_text_to_image_explicit_init_is_the_start_even_with_a_bank(tiny_clip):
     assert (random_start - first).abs().max() > 0.05
 
 
-def test_edit_defaults_to_the_gentle_edit_learning_rate(tiny_clip, monkeypatch):
+def test_edit_defaults_to_the_gentle_edit_learning_rate(tiny_clip, invert_call):
     """Without a config, edit runs DEFAULT_EDIT_STEPS at DEFAULT_EDIT_LR (a fitted INR scrambles at
     text-to-image's rate); the CLI's edit command has the same defaults, the other commands do not."""
     from inversion_core import ScheduleConfig, tasks
     from inversion_core.cli import build_parser
 
-    seen = {}
-
-    def capture(clips, targets, config, **kwargs):
-        seen["config"] = config
-        raise RuntimeError("captured")
-
-    monkeypatch.setattr(tasks, "invert", capture)
     with pytest.raises(RuntimeError, match="captured"):
-        tasks.edit(tiny_clip, scene(), "a blue square", fit_steps=1)
-    assert seen["config"].schedule.lr == tasks.DEFAULT_EDIT_LR < ScheduleConfig().lr
-    assert seen["config"].steps == tasks.DEFAULT_EDIT_STEPS
+        edit(tiny_clip, scene(), "a blue square", fit_steps=1)
+    assert invert_call["config"].schedule.lr == tasks.DEFAULT_EDIT_LR < ScheduleConfig().lr
+    assert invert_call["config"].steps == tasks.DEFAULT_EDIT_STEPS
     parser = build_parser()
     common = ["--model", "m", "--out", "o.png"]
     assert parser.parse_args(["edit", "--image", "i.png", "--edit", "x", *common]).lr == tasks.DEFAULT_EDIT_LR

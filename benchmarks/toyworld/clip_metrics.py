@@ -108,6 +108,14 @@ def load_shipped(model_dir: Path = MODEL_DIR) -> tuple[torch.nn.Module, object, 
     return model.eval(), tokenizer, config
 
 
+def load_engine_clip(model_dir: Path = MODEL_DIR):
+    """The shipped toy CLIP as the engine loads any CLIP (`inversion_core.load_clip`, on the CPU):
+    what the benchmarks invert."""
+    from inversion_core import load_clip
+
+    return load_clip(str(model_dir / "toyclip.json"), weights=str(model_dir / "toyclip.safetensors"), device="cpu")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks.toyworld import judge, world
-from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
+from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8, load_engine_clip
 from benchmarks.toyworld.run import bootstrap_standard_error, contact_sheet, to_uint8
 
 if TYPE_CHECKING:
@@ -126,14 +126,13 @@ def task_parser(doc: str, cases: int, steps: int, lr: float) -> argparse.Argumen
 def load_task(parser: argparse.ArgumentParser,
               argv: list[str] | None) -> tuple[argparse.Namespace, ClipBundle, RunConfig]:
     """(args, toy CLIP, RunConfig of the benchmark's steps, lr and size) from `task_parser` options."""
-    from inversion_core import RunConfig, ScheduleConfig, load_clip
+    from inversion_core import RunConfig, ScheduleConfig
 
     args = parser.parse_args(argv)
     if args.cases < 1:
         parser.error(f"--cases must be >= 1, got {args.cases}")
     torch.set_num_threads(args.threads)
-    clip = load_clip(str(args.model_dir / "toyclip.json"),
-                     weights=str(args.model_dir / "toyclip.safetensors"), device="cpu")
+    clip = load_engine_clip(args.model_dir)
     config = RunConfig(steps=args.steps, width=args.size, height=args.size,
                        schedule=ScheduleConfig(lr=args.lr))
     return args, clip, config

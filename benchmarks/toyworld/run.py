@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from benchmarks.toyworld import baselines, judge, world
-from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
+from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8, load_engine_clip
 from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
 
 if TYPE_CHECKING:
@@ -236,10 +236,7 @@ def _markdown(cfg: BenchmarkConfig, scores: dict[str, MethodScore]) -> str:
 def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_DIR,
                   reference_set: Path = REFERENCE_DIR, log=print) -> dict[str, MethodScore]:
     """Run every method of `cfg`, write results.json, results.md and contact_sheet.png."""
-    from inversion_core import load_clip
-
-    clip = load_clip(str(model_dir / "toyclip.json"),
-                     weights=str(model_dir / "toyclip.safetensors"), device="cpu")
+    clip = load_engine_clip(model_dir)
     prompts = held_out_prompts(cfg.prompts, cfg.seed, cfg.relational_prob)
     texts, attributes = [p for p, _ in prompts], [a for _, a in prompts]
     rng = np.random.default_rng(cfg.seed)

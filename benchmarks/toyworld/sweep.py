@@ -10,13 +10,12 @@ This is how the defaults in README.md were checked.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 from benchmarks.toyworld import run as benchmark
-from benchmarks.toyworld.clip_metrics import MODEL_DIR
+from benchmarks.toyworld.clip_metrics import MODEL_DIR, load_engine_clip
 
 
 def variant_config(overrides: dict, steps: int, size: int, views: int):
@@ -31,9 +30,9 @@ def variant_config(overrides: dict, steps: int, size: int, views: int):
 
 def sweep(variants: dict[str, dict], prompts: int = 8, steps: int = 150, size: int = 64, views: int = 8,
           seed: int = 0, model_dir: Path = MODEL_DIR, log=print) -> dict[str, benchmark.MethodScore]:
-    from inversion_core import load_clip, text_to_image
+    from inversion_core import text_to_image
 
-    clip = load_clip(str(model_dir / "toyclip.json"), weights=str(model_dir / "toyclip.safetensors"))
+    clip = load_engine_clip(model_dir)
     chosen = benchmark.held_out_prompts(prompts, seed)
     texts, attributes = [p for p, _ in chosen], [a for _, a in chosen]
     best_render = benchmark.best_render_cosines(clip, attributes, texts, size, seed)
