@@ -81,3 +81,31 @@ def test_standard_error_resamples_prompts_and_shrinks_with_more_of_them():
     many = run.bootstrap_standard_error([right, wrong] * 8)
     assert few == pytest.approx(0.5 / 2 ** 0.5, abs=0.03)  # binomial s.e. over 2 prompts, not 4 verdicts
     assert many == pytest.approx(0.5 / 16 ** 0.5, abs=0.02) and many < few
+
+
+def test_paired_difference_resamples_both_methods_on_the_same_prompts():
+    hard, easy = {"shape": False, "colour": False}, {"shape": True, "colour": False}
+    baseline = [hard, easy] * 8  # mean 0.25, prompts of very different difficulty
+    better = [{"shape": True, "colour": False}, {"shape": True, "colour": True}] * 8  # one more right on each
+    difference, error = run.paired_difference(better, baseline)
+    assert difference == pytest.approx(0.5)
+    assert error == pytest.approx(0.0, abs=1e-12)  # better by the same amount on every prompt
+    assert run.bootstrap_standard_error(baseline) > 0.05  # while each row alone swings with the draw
+    assert run.paired_difference(baseline, baseline) == (0.0, 0.0)
+    mixed = [hard, easy] * 7 + [easy, easy]  # one prompt better: a small, uncertain difference
+    difference, error = run.paired_difference(mixed, baseline)
+    assert difference == pytest.approx(1 / 32) and 0 < error < run.bootstrap_standard_error(baseline)
+    with pytest.raises(ValueError, match="same prompts"):
+        run.paired_difference(baseline, baseline[:-1])
+
+
+def test_report_lists_the_paired_differences_of_the_methods_run():
+    def method(verdicts):
+        return run.MethodScore(accuracy={}, mean_accuracy=0.0, standard_error=0.0, clip_cosine=0.0,
+                               above_renders=0.0, seconds_per_image=1.0, verdicts=verdicts)
+
+    right, wrong = {"shape": True}, {"shape": False}
+    scores = {"pixel_tv": method([wrong, wrong]), "clipinv_plain": method([right, wrong])}
+    report = run._markdown(run.BenchmarkConfig(prompts=2), scores)
+    assert "| clipinv_plain − pixel_tv | INR + schedule vs free pixels | +0.500 ± " in report
+    assert "pyramid" not in report.split("Paired differences")[1]  # not run, not compared

@@ -46,6 +46,17 @@ BANK_METHODS: dict[str, dict] = {
 }
 ENGINE_METHODS: tuple[str, ...] = ("clipinv_plain", "clipinv_flat_schedule", *BANK_METHODS)
 METHODS: tuple[str, ...] = (*baselines.BASELINES, *ENGINE_METHODS)
+# The effects the benchmark exists to measure: (method, the method it is compared with, what differs).
+COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("clipinv_plain", "pixel_tv", "INR + schedule vs free pixels"),
+    ("clipinv_plain", "pyramid", "INR + schedule vs pixel pyramid"),
+    ("clipinv_plain", "siren", "CLIP⁻¹'s INR + schedule vs a plain SIREN"),
+    ("clipinv_plain", "clipinv_flat_schedule", "the coarse-to-fine layer schedule"),
+    ("clipinv_full", "clipinv_plain", "the whole bank"),
+    ("clipinv_full", "clipinv_no_seed", "the AWP seed start"),
+    ("clipinv_full", "clipinv_no_procrustes", "the Procrustes projection"),
+    ("clipinv_full", "clipinv_no_blending", "the blending loss"),
+)
 
 
 @dataclass(frozen=True)
@@ -194,13 +205,38 @@ def score(images: torch.Tensor, attributes: Sequence[dict[str, str]], clip, prom
                        verdicts=verdicts)
 
 
+def _prompt_draws(count: int, resamples: int) -> np.ndarray:
+    """Bootstrap resamples of prompt indices; one fixed generator, so every report draws alike."""
+    return np.random.default_rng(0).integers(0, count, (resamples, count))
+
+
+def _hits_and_counts(verdicts: Sequence[dict[str, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    hits = np.array([sum(v.values()) for v in verdicts], dtype=float)
+    counts = np.array([len(v) for v in verdicts], dtype=float)
+    return hits, counts
+
+
 def bootstrap_standard_error(verdicts: Sequence[dict[str, bool]], resamples: int = 2000) -> float:
     """Standard error of the mean verdict, resampling whole prompts: one prompt's verdicts rise and
     fall together (a streaky image misses several attributes at once), so they are not independent."""
-    hits = np.array([sum(v.values()) for v in verdicts], dtype=float)
-    counts = np.array([len(v) for v in verdicts], dtype=float)
-    draws = np.random.default_rng(0).integers(0, len(verdicts), (resamples, len(verdicts)))
+    hits, counts = _hits_and_counts(verdicts)
+    draws = _prompt_draws(len(verdicts), resamples)
     return float((hits[draws].sum(1) / counts[draws].sum(1)).std())
+
+
+def paired_difference(verdicts: Sequence[dict[str, bool]], baseline: Sequence[dict[str, bool]],
+                      resamples: int = 2000) -> tuple[float, float]:
+    """Mean accuracy of `verdicts` minus `baseline`'s on the same prompts, and its standard error.
+
+    Both methods are resampled with the same prompts: a prompt that is hard for one is usually
+    hard for the other, so the paired error is much smaller than the two rows' own errors
+    combined, which is what lets an ablation's effect stand out from the prompt draw."""
+    if len(verdicts) != len(baseline):
+        raise ValueError(f"paired_difference needs the same prompts, got {len(verdicts)} and {len(baseline)}")
+    (hits, counts), (base_hits, base_counts) = _hits_and_counts(verdicts), _hits_and_counts(baseline)
+    draws = _prompt_draws(len(verdicts), resamples)
+    differences = hits[draws].sum(1) / counts[draws].sum(1) - base_hits[draws].sum(1) / base_counts[draws].sum(1)
+    return float(hits.sum() / counts.sum() - base_hits.sum() / base_counts.sum()), float(differences.std())
 
 
 def contact_sheet(rows: dict[str, np.ndarray], path: Path, cell: int = 96) -> None:
@@ -230,6 +266,13 @@ def _markdown(cfg: BenchmarkConfig, scores: dict[str, MethodScore]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {s.mean_accuracy:.3f} ± {s.standard_error:.3f} | {s.clip_cosine:.3f} "
                      f"| {s.above_renders:.2f} | {s.seconds_per_image:.2f} |")
+    pairs = [(a, b, what) for a, b, what in COMPARISONS if a in scores and b in scores]
+    if pairs:
+        lines += ["", "Paired differences of the judge mean (the same prompts; ± bootstrap s.e. over prompts):",
+                  "", "| comparison | what differs | difference ± s.e. |", "|---|---|---|"]
+    for a, b, what in pairs:
+        difference, error = paired_difference(scores[a].verdicts, scores[b].verdicts)
+        lines.append(f"| {a} − {b} | {what} | {difference:+.3f} ± {error:.3f} |")
     return "\n".join(lines) + "\n"
 
 
