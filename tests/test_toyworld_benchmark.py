@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks.toyworld import run, world
@@ -39,7 +40,6 @@ def test_every_method_runs_and_is_scored(tmp_path):
 
 def test_above_renders_counts_images_the_clip_prefers_to_every_clean_render():
     import numpy as np
-    import torch
 
     from inversion_core import load_clip
 
@@ -109,3 +109,19 @@ def test_report_lists_the_paired_differences_of_the_methods_run():
     report = run._markdown(run.BenchmarkConfig(prompts=2), scores)
     assert "| clipinv_plain − pixel_tv | INR + schedule vs free pixels | +0.500 ± " in report
     assert "pyramid" not in report.split("Paired differences")[1]  # not run, not compared
+
+
+def test_retrieval_returns_the_reference_image_whose_caption_is_nearest():
+    from benchmarks.toyworld.make_reference_set import DEFAULT_DIR
+    from inversion_core import INRConfig
+    from inversion_core.bank_build import load_square_image
+
+    clip = run.load_engine_clip(MODEL_DIR)
+    names = ["00007", "00123"]
+    captions = [(DEFAULT_DIR / f"{n}.txt").read_text().strip() for n in names]
+    seeded = run.SeededBank.build(clip, captions, DEFAULT_DIR, INRConfig(), seed_config=None)
+    assert seeded.seeds is None  # nothing fitted when no method starts from a seed
+    assert [p.name for p in seeded.references] == [f"{n}.png" for n in names]
+    images = run.generate(run.RETRIEVAL, clip, captions, run.BenchmarkConfig(size=96), seeded)
+    assert images.shape == (2, 3, 96, 96)
+    assert torch.equal(images[1], load_square_image(str(DEFAULT_DIR / "00123.png"), 96))

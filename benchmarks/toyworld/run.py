@@ -33,6 +33,7 @@ from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8, load_engine_
 from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
 
 if TYPE_CHECKING:
+    from inversion_core.awp import SeedConfig
     from inversion_core.bank import ReferenceBank
     from inversion_core.inr import FinerINR
 
@@ -45,7 +46,10 @@ BANK_METHODS: dict[str, dict] = {
     "clipinv_no_blending": {"blend_beta": 0.0},
 }
 ENGINE_METHODS: tuple[str, ...] = ("clipinv_plain", "clipinv_flat_schedule", *BANK_METHODS)
-METHODS: tuple[str, ...] = (*baselines.BASELINES, *ENGINE_METHODS)
+# No optimisation: the reference image whose caption is nearest the prompt, the image the full
+# method's seed is fitted to. What the bank methods must beat for their optimisation to count.
+RETRIEVAL = "retrieval"
+METHODS: tuple[str, ...] = (*baselines.BASELINES, *ENGINE_METHODS, RETRIEVAL)
 # The effects the benchmark exists to measure: (method, the method it is compared with, what differs).
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("clipinv_plain", "pixel_tv", "INR + schedule vs free pixels"),
@@ -56,6 +60,7 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("clipinv_full", "clipinv_no_seed", "the AWP seed start"),
     ("clipinv_full", "clipinv_no_procrustes", "the Procrustes projection"),
     ("clipinv_full", "clipinv_no_blending", "the blending loss"),
+    ("clipinv_full", RETRIEVAL, "optimising from the seed vs returning its reference image"),
 )
 
 
@@ -110,13 +115,15 @@ class SeededBank:
     with the seed `bank build` gives entry i (random seed i), and no others."""
 
     bank: ReferenceBank  # embeddings only
-    seeds: FinerINR  # one per prompt: the seed of the entry whose caption is nearest
+    references: list[Path]  # per prompt, the image of the entry whose caption is nearest
+    seeds: FinerINR | None  # their seeds; None when built without a SeedConfig
 
     @classmethod
-    def build(cls, clip, prompts: list[str], reference_set: Path, inr_config, seed_config) -> SeededBank:
+    def build(cls, clip, prompts: list[str], reference_set: Path, inr_config,
+              seed_config: SeedConfig | None) -> SeededBank:
         from inversion_core.awp import fit_seeds
         from inversion_core.bank import load_bank
-        from inversion_core.bank_build import build_bank, load_square_image
+        from inversion_core.bank_build import build_bank
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bank.safetensors"
@@ -124,10 +131,17 @@ class SeededBank:
             bank = load_bank(path, clip)
         _, nearest = bank.nearest_pairs(clip.encode_text(prompts), 1)  # the rule of nearest_seeds
         entries = nearest[:, 0].tolist()
-        images = torch.stack([load_square_image(str(reference_set / bank.sources[i]), seed_config.size)
-                              for i in entries])
-        seeds, _ = fit_seeds(images, inr_config, seed_config, seeds=entries)
-        return cls(bank, seeds)
+        references = [reference_set / bank.sources[i] for i in entries]
+        seeds = None
+        if seed_config is not None:
+            seeds, _ = fit_seeds(load_references(references, seed_config.size), inr_config, seed_config, seeds=entries)
+        return cls(bank, references, seeds)
+
+
+def load_references(paths: Sequence[Path], size: int) -> torch.Tensor:
+    from inversion_core.bank_build import load_square_image
+
+    return torch.stack([load_square_image(str(path), size) for path in paths])
 
 
 def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
@@ -150,7 +164,10 @@ def _engine_images(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
 
 def generate(method: str, clip, prompts: list[str], cfg: BenchmarkConfig,
              seeded: SeededBank | None = None) -> torch.Tensor:
-    """(B, 3, size, size) images in [0, 1], one per prompt, by `method` (bank methods need `seeded`)."""
+    """(B, 3, size, size) images in [0, 1], one per prompt, by `method` (bank methods and
+    retrieval need `seeded`)."""
+    if method == RETRIEVAL:
+        return load_references(seeded.references, cfg.size)
     if method in baselines.BASELINES:
         seeds = [cfg.seed + i for i in range(len(prompts))]
         from inversion_core import AugmentConfig
@@ -288,13 +305,15 @@ def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_D
     rows = {"world render": truth}
     best_render = best_render_cosines(clip, attributes, texts, cfg.size, cfg.seed)
     seeded = None
-    if any(m in BANK_METHODS for m in cfg.methods):
+    if any(m in BANK_METHODS or m == RETRIEVAL for m in cfg.methods):
         from inversion_core import INRConfig
         from inversion_core.awp import SeedConfig
 
         start = time.perf_counter()
-        seeded = SeededBank.build(clip, texts, reference_set, INRConfig(), SeedConfig(steps=cfg.seed_steps))
-        log(f"bank of {len(seeded.bank)} reference pairs, {len(texts)} seeds fitted in "
+        fit = any(m in BANK_METHODS for m in cfg.methods)
+        seeded = SeededBank.build(clip, texts, reference_set, INRConfig(),
+                                  SeedConfig(steps=cfg.seed_steps) if fit else None)
+        log(f"bank of {len(seeded.bank)} reference pairs, {len(texts) if fit else 0} seeds fitted in "
             f"{time.perf_counter() - start:.0f} s")
     scores = {}
     for method in cfg.methods:
