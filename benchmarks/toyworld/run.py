@@ -66,7 +66,7 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    prompts: int = 24                # distinct held-out prompts (half of them two-object)
+    prompts: int = 48                # distinct held-out prompts (about half of them two-object)
     steps: int = 100                 # optimisation steps, every method
     size: int = 64                   # render size in pixels (the toy CLIP's input size)
     views: int = 8                   # augmented views per step, every method
