@@ -245,9 +245,9 @@ def paired_difference(verdicts: Sequence[dict[str, bool]], baseline: Sequence[di
                       resamples: int = 2000) -> tuple[float, float]:
     """Mean accuracy of `verdicts` minus `baseline`'s on the same prompts, and its standard error.
 
-    Both methods are resampled with the same prompts: a prompt that is hard for one is usually
-    hard for the other, so the paired error is much smaller than the two rows' own errors
-    combined, which is what lets an ablation's effect stand out from the prompt draw."""
+    Both methods are resampled with the same prompts, so what the two rows share (a prompt that is
+    hard for both) cancels and only their disagreement per prompt remains in the error; comparing
+    two rows' own errors would count the prompt draw twice."""
     if len(verdicts) != len(baseline):
         raise ValueError(f"paired_difference needs the same prompts, got {len(verdicts)} and {len(baseline)}")
     (hits, counts), (base_hits, base_counts) = _hits_and_counts(verdicts), _hits_and_counts(baseline)
