@@ -211,10 +211,9 @@ def score(images: torch.Tensor, attributes: Sequence[dict[str, str]], clip, prom
     verdicts = [judge.judge(image, attrs) for image, attrs in zip(to_uint8(images), attributes)]
     keys = [k for k in world.ATTRIBUTE_KEYS if any(k in v for v in verdicts)]
     accuracy = {k: float(np.mean([v[k] for v in verdicts if k in v])) for k in keys}
-    flat = [ok for v in verdicts for ok in v.values()]
     with torch.no_grad():
         cosines = (clip.encode_image(images) * clip.encode_text(prompts)).sum(-1).cpu()
-    return MethodScore(accuracy=accuracy, mean_accuracy=float(np.mean(flat)),
+    return MethodScore(accuracy=accuracy, mean_accuracy=_mean_verdict(verdicts),
                        standard_error=bootstrap_standard_error(verdicts),
                        clip_cosine=float(cosines.mean()),
                        above_renders=float((cosines > best_render).float().mean()),
@@ -227,18 +226,21 @@ def _prompt_draws(count: int, resamples: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, count, (resamples, count))
 
 
-def _hits_and_counts(verdicts: Sequence[dict[str, bool]]) -> tuple[np.ndarray, np.ndarray]:
+def _resampled_means(verdicts: Sequence[dict[str, bool]], draws: np.ndarray) -> np.ndarray:
+    """The mean verdict of each resample of prompts (a row of `draws`)."""
     hits = np.array([sum(v.values()) for v in verdicts], dtype=float)
     counts = np.array([len(v) for v in verdicts], dtype=float)
-    return hits, counts
+    return hits[draws].sum(1) / counts[draws].sum(1)
+
+
+def _mean_verdict(verdicts: Sequence[dict[str, bool]]) -> float:
+    return float(np.mean([ok for v in verdicts for ok in v.values()]))
 
 
 def bootstrap_standard_error(verdicts: Sequence[dict[str, bool]], resamples: int = 2000) -> float:
     """Standard error of the mean verdict, resampling whole prompts: one prompt's verdicts rise and
     fall together (a streaky image misses several attributes at once), so they are not independent."""
-    hits, counts = _hits_and_counts(verdicts)
-    draws = _prompt_draws(len(verdicts), resamples)
-    return float((hits[draws].sum(1) / counts[draws].sum(1)).std())
+    return float(_resampled_means(verdicts, _prompt_draws(len(verdicts), resamples)).std())
 
 
 def paired_difference(verdicts: Sequence[dict[str, bool]], baseline: Sequence[dict[str, bool]],
@@ -250,10 +252,9 @@ def paired_difference(verdicts: Sequence[dict[str, bool]], baseline: Sequence[di
     two rows' own errors would count the prompt draw twice."""
     if len(verdicts) != len(baseline):
         raise ValueError(f"paired_difference needs the same prompts, got {len(verdicts)} and {len(baseline)}")
-    (hits, counts), (base_hits, base_counts) = _hits_and_counts(verdicts), _hits_and_counts(baseline)
     draws = _prompt_draws(len(verdicts), resamples)
-    differences = hits[draws].sum(1) / counts[draws].sum(1) - base_hits[draws].sum(1) / base_counts[draws].sum(1)
-    return float(hits.sum() / counts.sum() - base_hits.sum() / base_counts.sum()), float(differences.std())
+    differences = _resampled_means(verdicts, draws) - _resampled_means(baseline, draws)
+    return _mean_verdict(verdicts) - _mean_verdict(baseline), float(differences.std())
 
 
 def contact_sheet(rows: dict[str, np.ndarray], path: Path, cell: int = 96) -> None:
