@@ -33,9 +33,12 @@ def test_every_method_runs_and_is_scored(tmp_path):
         assert set(method["accuracy"]) <= set(world.ATTRIBUTE_KEYS), name
         assert 0.0 <= method["mean_accuracy"] <= 1.0 and method["seconds_per_image"] > 0
         assert 0.0 <= method["above_renders"] <= 1.0, name
+    choice = report["clip_choice"]
+    assert set(choice["accuracy"]) <= set(world.ATTRIBUTE_KEYS) and choice["clip_cosine"] is None
     sheet = Image.open(tmp_path / "contact_sheet.png")
     assert sheet.size[1] == 96 * (len(run.METHODS) + 1)
     assert "| clipinv_plain |" in (tmp_path / "results.md").read_text()
+    assert "| (CLIP choice) |" in (tmp_path / "results.md").read_text()
 
 
 def test_above_renders_counts_images_the_clip_prefers_to_every_clean_render():
@@ -55,6 +58,25 @@ def test_above_renders_counts_images_the_clip_prefers_to_every_clean_render():
     tied = run.score(images, attributes, clip, texts, 1.0, first)
     assert tied.above_renders == 0.0  # equal to the best render is not above it
     assert run.score(images, attributes, clip, texts, 1.0, first - 1e-3).above_renders == 1.0
+
+
+def test_clip_choice_is_whether_the_clip_prefers_the_scene_to_each_one_attribute_change():
+    clip = run.load_engine_clip(MODEL_DIR)
+    texts, attributes = zip(*run.held_out_prompts(4, seed=2))
+    verdicts = run.clip_choice(clip, attributes, list(texts), 64, seed=0, draws=2)
+    assert [set(v) for v in verdicts] == [set(a) for a in attributes]
+    # The toy CLIP knows colours and backgrounds (README: 1.00 on the benchmark's prompts).
+    assert all(v["colour"] and v["background"] for v in verdicts)
+
+    class Blind:  # scores every image alike: a tie is no preference
+        encode_text = clip.encode_text
+
+        @staticmethod
+        def encode_image(images):
+            return torch.nn.functional.normalize(torch.ones(len(images), 128), dim=-1)
+
+    blind = run.clip_choice(Blind, attributes, list(texts), 64, seed=0, draws=1)
+    assert not any(ok for v in blind for ok in v.values())
 
 
 def test_unknown_methods_are_refused_with_the_choices():

@@ -64,6 +64,20 @@ def test_scene_attributes_round_trip():
         world.Scene.from_attributes({"shape": "circle", "texture": "stripes"})
 
 
+def test_single_swaps_change_exactly_one_attribute_to_every_other_value():
+    one = world.Scene(shape="circle", colour="red", background="white", size="small", position="left")
+    swaps = world.single_swaps(one)
+    assert len(swaps) == sum(len(world.ATTRIBUTE_VALUES[k]) - 1 for k in one.attributes())
+    for key, scene in swaps:
+        changed = {k for k, v in scene.attributes().items() if v != one.attributes()[k]}
+        assert changed == {key}
+    two = world.Scene(shape="circle", colour="red", background="white", shape2="square",
+                      colour2="blue", relation="above")
+    colours = {(s.colour, s.colour2) for key, s in world.single_swaps(two) if key in ("colour", "colour2")}
+    assert len(colours) == 2 * (len(world.COLOURS) - 2)  # never both objects one colour
+    assert all(a != b for a, b in colours)
+
+
 def test_full_captions_name_every_attribute_and_wording_varies():
     scene = world.Scene(shape="cross", colour="purple", background="black", size="small",
                         position="top")

@@ -196,9 +196,7 @@ def read_attributes(image: Image.Image | np.ndarray) -> Reading:
 
 
 def _check_prompt(attributes: Mapping[str, str]) -> None:
-    allowed = {"shape": world.SHAPES, "colour": world.COLOURS, "size": world.SIZES,
-               "position": world.POSITIONS, "background": world.BACKGROUNDS,
-               "shape2": world.SHAPES, "colour2": world.COLOURS, "relation": world.RELATIONS}
+    allowed = world.ATTRIBUTE_VALUES
     problems = [f"unknown attribute {k!r} (allowed: {tuple(allowed)})"
                 for k in attributes if k not in allowed]
     problems += [f"{k}={v!r} is not one of {allowed[k]}"

@@ -6,7 +6,8 @@ what each image shows.
 Per method it reports judge accuracy per attribute, the mean CLIP cosine between the final
 image and its prompt, and wall time per image; it writes `results.json`, `results.md` and a
 contact sheet (`contact_sheet.png`: one row per method, a clean world render of each prompt on
-top).
+top). Above the methods, the report scores clean renders of the prompts and the CLIP's own
+choice (`clip_choice`): how far the objective every method optimises can tell each attribute.
 
     python -m benchmarks.toyworld.run                        # full run, see README.md
     python -m benchmarks.toyworld.run --prompts 2 --steps 3 --views 2 --out /tmp/tw   # smoke
@@ -49,6 +50,8 @@ ENGINE_METHODS: tuple[str, ...] = ("clipinv_plain", "clipinv_flat_schedule", *BA
 # No optimisation: the reference image whose caption is nearest the prompt, the image the full
 # method's seed is fitted to. What the bank methods must beat for their optimisation to count.
 RETRIEVAL = "retrieval"
+# Rows that are not methods: clean renders of the prompts, and the CLIP's own choice (`clip_choice`).
+WORLD_RENDER, CLIP_CHOICE = "(world render)", "(CLIP choice)"
 METHODS: tuple[str, ...] = (*baselines.BASELINES, *ENGINE_METHODS, RETRIEVAL)
 # The effects the benchmark exists to measure: (method, the method it is compared with, what differs).
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
@@ -61,6 +64,7 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("clipinv_full", "clipinv_no_procrustes", "the Procrustes projection"),
     ("clipinv_full", "clipinv_no_blending", "the blending loss"),
     ("clipinv_full", RETRIEVAL, "optimising from the seed vs returning its reference image"),
+    ("clipinv_full", CLIP_CHOICE, "the full method vs what the CLIP itself tells apart"),
 )
 
 
@@ -92,10 +96,23 @@ class MethodScore:
     accuracy: dict[str, float]          # judge accuracy per attribute over the prompts naming it
     mean_accuracy: float                # mean over all (prompt, attribute) verdicts
     standard_error: float               # of mean_accuracy, bootstrapped over prompts
-    clip_cosine: float                  # mean cos(image embedding, prompt embedding)
-    above_renders: float                # fraction of images the CLIP scores above every true render
-    seconds_per_image: float
+    clip_cosine: float | None           # mean cos(image embedding, prompt embedding)
+    above_renders: float | None         # fraction of images the CLIP scores above every true render
+    seconds_per_image: float | None
     verdicts: list[dict[str, bool]] = field(repr=False)
+
+
+def summarise(verdicts: Sequence[dict[str, bool]], clip_cosine: float | None = None,
+              above_renders: float | None = None, seconds_per_image: float | None = None
+              ) -> MethodScore:
+    """A row of the report from per-prompt verdicts (the image columns are None for a row that
+    has no images of its own, such as the CLIP's choice)."""
+    keys = [k for k in world.ATTRIBUTE_KEYS if any(k in v for v in verdicts)]
+    accuracy = {k: float(np.mean([v[k] for v in verdicts if k in v])) for k in keys}
+    return MethodScore(accuracy=accuracy, mean_accuracy=_mean_verdict(verdicts),
+                       standard_error=bootstrap_standard_error(verdicts), clip_cosine=clip_cosine,
+                       above_renders=above_renders, seconds_per_image=seconds_per_image,
+                       verdicts=list(verdicts))
 
 
 def held_out_prompts(count: int, seed: int, relational_prob: float = 0.25
@@ -209,16 +226,39 @@ def score(images: torch.Tensor, attributes: Sequence[dict[str, str]], clip, prom
           seconds: float, best_render: torch.Tensor) -> MethodScore:
     """Judge and CLIP scores of one method's images; `best_render` from `best_render_cosines`."""
     verdicts = [judge.judge(image, attrs) for image, attrs in zip(to_uint8(images), attributes)]
-    keys = [k for k in world.ATTRIBUTE_KEYS if any(k in v for v in verdicts)]
-    accuracy = {k: float(np.mean([v[k] for v in verdicts if k in v])) for k in keys}
     with torch.no_grad():
         cosines = (clip.encode_image(images) * clip.encode_text(prompts)).sum(-1).cpu()
-    return MethodScore(accuracy=accuracy, mean_accuracy=_mean_verdict(verdicts),
-                       standard_error=bootstrap_standard_error(verdicts),
-                       clip_cosine=float(cosines.mean()),
-                       above_renders=float((cosines > best_render).float().mean()),
-                       seconds_per_image=seconds / len(prompts),
-                       verdicts=verdicts)
+    return summarise(verdicts, clip_cosine=float(cosines.mean()),
+                     above_renders=float((cosines > best_render).float().mean()),
+                     seconds_per_image=seconds / len(prompts))
+
+
+def clip_choice(clip, attributes: Sequence[dict[str, str]], prompts: list[str], size: int, seed: int,
+                draws: int = RENDER_DRAWS) -> list[dict[str, bool]]:
+    """Per prompt and attribute: does the CLIP prefer the prompted scene to every scene that
+    differs from it in that attribute alone? Cosines to the prompt are averaged over `draws`
+    renders of each scene (the scene and its variants share each draw's nuisances).
+
+    An inversion can only be steered toward an attribute the CLIP tells apart, so this row is
+    what the CLIP offers the methods: judge accuracy well above it is luck, and a method below
+    it loses something the objective did say."""
+    verdicts = []
+    with torch.no_grad():
+        text = clip.encode_text(prompts)
+        for i, attrs in enumerate(attributes):
+            scene = world.Scene.from_attributes(attrs)
+            swaps = world.single_swaps(scene)
+            scenes = [scene, *(swapped for _, swapped in swaps)]
+            cosines = torch.zeros(len(scenes))
+            for draw in range(draws):
+                renders = np.stack([world.render(s, size, np.random.default_rng([seed, i, draw]))
+                                    for s in scenes])
+                cosines += (clip.encode_image(from_uint8(renders)) @ text[i]).cpu()
+            rivals = {key: [] for key in attrs}
+            for (key, _), cosine in zip(swaps, cosines[1:]):
+                rivals[key].append(float(cosine))
+            verdicts.append({key: bool(cosines[0] > max(rivals[key])) for key in attrs})
+    return verdicts
 
 
 def _prompt_draws(count: int, resamples: int) -> np.ndarray:
@@ -277,13 +317,16 @@ def _markdown(cfg: BenchmarkConfig, scores: dict[str, MethodScore]) -> str:
             + " | mean ± s.e. | CLIP cos | above renders | s / image |")
     title = (f"Toy-world benchmark: {cfg.prompts} held-out prompts, {cfg.steps} steps, "
              f"{cfg.size} px, {cfg.views} views, seed {cfg.seed}. Above renders: the fraction of "
-             f"images the CLIP scores above the best of {RENDER_DRAWS} clean renders of the prompt.")
+             f"images the CLIP scores above the best of {RENDER_DRAWS} clean renders of the prompt. "
+             f"{CLIP_CHOICE}: the fraction of attributes where the CLIP prefers renders of the "
+             f"prompted scene to renders of every scene that differs in that attribute alone.")
     lines = [title, "", head, "|" + "---|" * (len(keys) + 5)]
     for name, s in scores.items():
         cells = [f"{s.accuracy[k]:.2f}" if k in s.accuracy else "-" for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {s.mean_accuracy:.3f} ± {s.standard_error:.3f} | {s.clip_cosine:.3f} "
-                     f"| {s.above_renders:.2f} | {s.seconds_per_image:.2f} |")
+        cells.append(f"{s.mean_accuracy:.3f} ± {s.standard_error:.3f}")
+        cells += ["-" if value is None else f"{value:.{digits}f}" for value, digits in
+                  ((s.clip_cosine, 3), (s.above_renders, 2), (s.seconds_per_image, 2))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     pairs = [(a, b, what) for a, b, what in COMPARISONS if a in scores and b in scores]
     if pairs:
         lines += ["", "Paired differences of the judge mean (the same prompts; ± bootstrap s.e. over prompts):",
@@ -328,12 +371,14 @@ def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_D
             f"above renders {scores[method].above_renders:.2f}  "
             f"{scores[method].seconds_per_image:.2f} s/image")
     reference = score(from_uint8(truth), attributes, clip, texts, 0.0, best_render)
+    choice = summarise(clip_choice(clip, attributes, texts, cfg.size, cfg.seed))
     out_dir.mkdir(parents=True, exist_ok=True)
     contact_sheet(rows, out_dir / "contact_sheet.png")
-    (out_dir / "results.md").write_text(_markdown(cfg, {"(world render)": reference, **scores}))
+    (out_dir / "results.md").write_text(_markdown(cfg, {WORLD_RENDER: reference, CLIP_CHOICE: choice,
+                                                        **scores}))
     (out_dir / "results.json").write_text(json.dumps({
         "config": asdict(cfg), "clip": clip.identity, "prompts": texts,
-        "world_render": asdict(reference),
+        "world_render": asdict(reference), "clip_choice": asdict(choice),
         "methods": {name: asdict(s) for name, s in scores.items()}}, indent=2) + "\n")
     return scores
 

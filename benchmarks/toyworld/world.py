@@ -47,6 +47,11 @@ RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 ATTRIBUTE_KEYS: tuple[str, ...] = (
     "shape", "colour", "size", "position", "background", "shape2", "colour2", "relation",
 )
+# The values each attribute key may take.
+ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
+    "shape": SHAPES, "colour": COLOURS, "size": SIZES, "position": POSITIONS,
+    "background": BACKGROUNDS, "shape2": SHAPES, "colour2": COLOURS, "relation": RELATIONS,
+}
 
 # Saturated fills, ~40-80 degrees apart in hue (red 0, yellow 50, green 128, cyan 185,
 # blue 226, purple 278), so hue names them even under lighting changes and blur.
@@ -118,11 +123,7 @@ class Scene:
 
     def __post_init__(self) -> None:
         problems = []
-        allowed = {
-            "shape": SHAPES, "colour": COLOURS, "background": BACKGROUNDS, "size": SIZES,
-            "position": POSITIONS, "shape2": SHAPES, "colour2": COLOURS, "relation": RELATIONS,
-        }
-        for key, values in allowed.items():
+        for key, values in ATTRIBUTE_VALUES.items():
             value = getattr(self, key)
             if value is not None and value not in values:
                 problems.append(f"{key}={value!r} is not one of {values}")
@@ -154,6 +155,17 @@ class Scene:
         if unknown:
             raise ValueError(f"unknown attribute keys {unknown}; allowed: {ATTRIBUTE_KEYS}")
         return cls(**attributes)
+
+
+def single_swaps(scene: Scene) -> list[tuple[str, Scene]]:
+    """(attribute key, scene) for every valid scene that differs from `scene` in exactly one
+    attribute: the alternatives a caption's words must rule out."""
+    swaps = []
+    for key, value in scene.attributes().items():
+        for other in ATTRIBUTE_VALUES[key]:
+            if other != value and not (key in ("colour", "colour2") and other in (scene.colour, scene.colour2)):
+                swaps.append((key, dataclasses.replace(scene, **{key: other})))
+    return swaps
 
 
 def is_held_out(scene: Scene) -> bool:
