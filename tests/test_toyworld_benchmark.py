@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.toyworld import run, world
+from benchmarks.toyworld import clip_metrics, run, world
 from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8
 
 pytestmark = pytest.mark.skipif(not (MODEL_DIR / "toyclip.safetensors").is_file(),
@@ -63,7 +63,7 @@ def test_above_renders_counts_images_the_clip_prefers_to_every_clean_render():
 def test_clip_choice_is_whether_the_clip_prefers_the_scene_to_each_one_attribute_change():
     clip = run.load_engine_clip(MODEL_DIR)
     texts, attributes = zip(*run.held_out_prompts(4, seed=2))
-    verdicts = run.clip_choice(clip, attributes, list(texts), 64, seed=0, draws=2)
+    verdicts = clip_metrics.clip_choice(clip, attributes, list(texts), 64, seed=0, draws=2)
     assert [set(v) for v in verdicts] == [set(a) for a in attributes]
     # The toy CLIP knows colours and backgrounds (README: 1.00 on the benchmark's prompts).
     assert all(v["colour"] and v["background"] for v in verdicts)
@@ -75,8 +75,14 @@ def test_clip_choice_is_whether_the_clip_prefers_the_scene_to_each_one_attribute
         def encode_image(images):
             return torch.nn.functional.normalize(torch.ones(len(images), 128), dim=-1)
 
-    blind = run.clip_choice(Blind, attributes, list(texts), 64, seed=0, draws=1)
+    blind = clip_metrics.clip_choice(Blind, attributes, list(texts), 64, seed=0, draws=1)
     assert not any(ok for v in blind for ok in v.values())
+
+
+def test_choice_by_split_reports_each_attribute_on_training_and_held_out_scenes():
+    choice = clip_metrics.choice_by_split(run.load_engine_clip(MODEL_DIR), count=3, seed=0)
+    assert {"train/choice_shape", "held_out/choice_shape", "held_out/choice_colour"} <= set(choice)
+    assert all(0.0 <= value <= 1.0 for value in choice.values())
 
 
 def test_unknown_methods_are_refused_with_the_choices():

@@ -1,11 +1,14 @@
 """How good, and how CLIP-like, a CLIP trained on the toy world is.
 
-Two kinds of numbers:
+Three kinds of numbers:
 * retrieval: text -> image top-1 / top-5 among a set of distinct scenes, on held-out
   combinations (never seen in training) and on training combinations (fresh renders);
 * modality gap: mean cosine of matched text-image pairs against the cosine of two renders of
   one scene (same caption, other nuisances). A real CLIP has matched text-image ~0.3, far below
-  image-image; a toy CLIP that closes this gap cannot measure Procrustes or blending.
+  image-image; a toy CLIP that closes this gap cannot measure Procrustes or blending;
+* attribute choice (`clip_choice`): per attribute, how often a caption prefers its scene to
+  every scene that differs in that attribute alone, the most any inversion of the CLIP can be
+  steered toward.
 
 `python -m benchmarks.toyworld.clip_metrics` re-measures the shipped model.
 """
@@ -91,6 +94,50 @@ def measure(model: torch.nn.Module, tokenizer, mean: Sequence[float], std: Seque
     return out
 
 
+def clip_choice(clip, attributes: Sequence[dict[str, str]], prompts: list[str], size: int, seed: int,
+                draws: int = 8) -> list[dict[str, bool]]:
+    """Per prompt and attribute: does the CLIP prefer the prompted scene to every scene that
+    differs from it in that attribute alone? Cosines to the prompt are averaged over `draws`
+    renders of each scene (the scene and its variants share each draw's nuisances).
+
+    An inversion can only be steered toward an attribute the CLIP tells apart, so this row is
+    what the CLIP offers the methods: judge accuracy well above it is luck, and a method below
+    it loses something the objective did say. `clip` is the engine's (`load_engine_clip`)."""
+    verdicts = []
+    with torch.no_grad():
+        text = clip.encode_text(prompts)
+        for i, attrs in enumerate(attributes):
+            scene = world.Scene.from_attributes(attrs)
+            swaps = world.single_swaps(scene)
+            scenes = [scene, *(swapped for _, swapped in swaps)]
+            cosines = torch.zeros(len(scenes))
+            for draw in range(draws):
+                renders = np.stack([world.render(s, size, np.random.default_rng([seed, i, draw]))
+                                    for s in scenes])
+                cosines += (clip.encode_image(from_uint8(renders)) @ text[i]).cpu()
+            rivals = {key: [] for key in attrs}
+            for (key, _), cosine in zip(swaps, cosines[1:]):
+                rivals[key].append(float(cosine))
+            verdicts.append({key: bool(cosines[0] > max(rivals[key])) for key in attrs})
+    return verdicts
+
+
+def choice_by_split(clip, count: int = 48, seed: int = 1234, size: int = 64) -> dict[str, float]:
+    """`clip_choice` per attribute on `count` distinct scenes of each split, canonical captions:
+    how well the CLIP tells each attribute on the combinations it was trained on vs held out."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split in world.SPLITS:
+        scenes = world.distinct_scenes(count, split, rng)
+        verdicts = clip_choice(clip, [s.attributes() for s in scenes],
+                               [world.canonical_caption(s) for s in scenes], size, seed)
+        for key in world.ATTRIBUTE_KEYS:
+            named = [v[key] for v in verdicts if key in v]
+            if named:
+                out[f"{split}/choice_{key}"] = float(np.mean(named))
+    return out
+
+
 def load_shipped(model_dir: Path = MODEL_DIR) -> tuple[torch.nn.Module, object, dict]:
     """Rebuild the shipped toy CLIP exactly as a real open_clip checkpoint is rebuilt: config
     JSON -> `open_clip.CLIP(**model_cfg)` -> strict `load_state_dict` from safetensors."""
@@ -120,11 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     parser.add_argument("--count", type=int, default=100, help="distinct scenes per split")
+    parser.add_argument("--choice-count", type=int, default=48,
+                        help="distinct scenes per split for the attribute-choice numbers")
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
     model, tokenizer, config = load_shipped(args.model_dir)
     pre = config["preprocess_cfg"]
     metrics = measure(model, tokenizer, pre["mean"], pre["std"], args.count, args.seed)
+    metrics |= choice_by_split(load_engine_clip(args.model_dir), args.choice_count, args.seed)
     print(json.dumps(metrics, indent=2))
 
 

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from benchmarks.toyworld import baselines, judge, world
-from benchmarks.toyworld.clip_metrics import MODEL_DIR, from_uint8, load_engine_clip
+from benchmarks.toyworld.clip_metrics import MODEL_DIR, clip_choice, from_uint8, load_engine_clip
 from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-RENDER_DRAWS = 8  # clean renders per prompt that `above_renders` compares against
+RENDER_DRAWS = 8  # clean renders per prompt that `above_renders` and `clip_choice` compare
 
 
 def best_render_cosines(clip, attributes: Sequence[dict[str, str]], prompts: list[str], size: int,
@@ -231,34 +231,6 @@ def score(images: torch.Tensor, attributes: Sequence[dict[str, str]], clip, prom
     return summarise(verdicts, clip_cosine=float(cosines.mean()),
                      above_renders=float((cosines > best_render).float().mean()),
                      seconds_per_image=seconds / len(prompts))
-
-
-def clip_choice(clip, attributes: Sequence[dict[str, str]], prompts: list[str], size: int, seed: int,
-                draws: int = RENDER_DRAWS) -> list[dict[str, bool]]:
-    """Per prompt and attribute: does the CLIP prefer the prompted scene to every scene that
-    differs from it in that attribute alone? Cosines to the prompt are averaged over `draws`
-    renders of each scene (the scene and its variants share each draw's nuisances).
-
-    An inversion can only be steered toward an attribute the CLIP tells apart, so this row is
-    what the CLIP offers the methods: judge accuracy well above it is luck, and a method below
-    it loses something the objective did say."""
-    verdicts = []
-    with torch.no_grad():
-        text = clip.encode_text(prompts)
-        for i, attrs in enumerate(attributes):
-            scene = world.Scene.from_attributes(attrs)
-            swaps = world.single_swaps(scene)
-            scenes = [scene, *(swapped for _, swapped in swaps)]
-            cosines = torch.zeros(len(scenes))
-            for draw in range(draws):
-                renders = np.stack([world.render(s, size, np.random.default_rng([seed, i, draw]))
-                                    for s in scenes])
-                cosines += (clip.encode_image(from_uint8(renders)) @ text[i]).cpu()
-            rivals = {key: [] for key in attrs}
-            for (key, _), cosine in zip(swaps, cosines[1:]):
-                rivals[key].append(float(cosine))
-            verdicts.append({key: bool(cosines[0] > max(rivals[key])) for key in attrs})
-    return verdicts
 
 
 def _prompt_draws(count: int, resamples: int) -> np.ndarray:
@@ -371,7 +343,7 @@ def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_D
             f"above renders {scores[method].above_renders:.2f}  "
             f"{scores[method].seconds_per_image:.2f} s/image")
     reference = score(from_uint8(truth), attributes, clip, texts, 0.0, best_render)
-    choice = summarise(clip_choice(clip, attributes, texts, cfg.size, cfg.seed))
+    choice = summarise(clip_choice(clip, attributes, texts, cfg.size, cfg.seed, RENDER_DRAWS))
     out_dir.mkdir(parents=True, exist_ok=True)
     contact_sheet(rows, out_dir / "contact_sheet.png")
     (out_dir / "results.md").write_text(_markdown(cfg, {WORLD_RENDER: reference, CLIP_CHOICE: choice,
