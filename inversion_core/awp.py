@@ -53,7 +53,7 @@ class SeedConfig:
     """How seed INRs are fitted (all defaults ours; the paper leaves them open)."""
 
     gamma: float = 0.002  # AWP radius relative to each layer's weight norm, ‖v_l‖ = γ‖W_l‖ (0 = plain fit).
-    #   Ours, measured at the default INR (3 x 256, 64 px, σ = 2): γ = 0 fits to ~40 dB but loses
+    #   Ours, measured at the default INR (3 x 256, 64 px, σ = 2) with lr 1e-3: γ = 0 fits to ~40 dB but loses
     #   ~6 dB under 1 % random weight noise; γ = 0.002 fits to ~32 dB and loses ~0.2 dB;
     #   γ = 0.004 / 0.01 give ~27 / ~24 dB. Wider INRs need smaller γ.
     steps: int = 300  # optimiser iterations per seed (each costs two forward/backward passes when γ > 0)
