@@ -100,9 +100,10 @@ def clip_choice(clip, attributes: Sequence[dict[str, str]], prompts: list[str], 
     differs from it in that attribute alone? Cosines to the prompt are averaged over `draws`
     renders of each scene (the scene and its variants share each draw's nuisances).
 
-    An inversion can only be steered toward an attribute the CLIP tells apart, so this row is
-    what the CLIP offers the methods: judge accuracy well above it is luck, and a method below
-    it loses something the objective did say. `clip` is the engine's (`load_engine_clip`)."""
+    An inversion can only be steered toward an attribute the CLIP tells apart, so this is what
+    the CLIP offers every method (the benchmark's "(CLIP choice)" row): judge accuracy well above
+    it is luck, and a method below it loses something the objective did say. `clip` is the
+    engine's (`load_engine_clip`)."""
     verdicts = []
     with torch.no_grad():
         text = clip.encode_text(prompts)
