@@ -26,6 +26,9 @@ import torch
 from benchmarks.toyworld import world
 
 MODEL_DIR = Path(__file__).parent / "model"
+# Clean renders per scene over which the CLIP's preference for it is taken (the benchmark's
+# `above renders` and `clip_choice`): one render's textures and clutter can swing a cosine.
+RENDER_DRAWS = 8
 
 
 def from_uint8(images: np.ndarray) -> torch.Tensor:
@@ -95,7 +98,7 @@ def measure(model: torch.nn.Module, tokenizer, mean: Sequence[float], std: Seque
 
 
 def clip_choice(clip, attributes: Sequence[dict[str, str]], prompts: list[str], size: int, seed: int,
-                draws: int = 8) -> list[dict[str, bool]]:
+                draws: int = RENDER_DRAWS) -> list[dict[str, bool]]:
     """Per prompt and attribute: does the CLIP prefer the prompted scene to every scene that
     differs from it in that attribute alone? Cosines to the prompt are averaged over `draws`
     renders of each scene (the scene and its variants share each draw's nuisances).

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from benchmarks.toyworld import baselines, judge, world
-from benchmarks.toyworld.clip_metrics import MODEL_DIR, clip_choice, from_uint8, load_engine_clip
+from benchmarks.toyworld.clip_metrics import MODEL_DIR, RENDER_DRAWS, clip_choice, from_uint8, load_engine_clip
 from benchmarks.toyworld.make_reference_set import DEFAULT_DIR as REFERENCE_DIR
 
 if TYPE_CHECKING:
@@ -200,9 +200,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-RENDER_DRAWS = 8  # clean renders per prompt that `above_renders` and `clip_choice` compare
-
-
 def best_render_cosines(clip, attributes: Sequence[dict[str, str]], prompts: list[str], size: int,
                         seed: int, draws: int = RENDER_DRAWS) -> torch.Tensor:
     """(B,) the highest cos(render, prompt) among `draws` clean renders of each prompt's scene
@@ -343,7 +340,7 @@ def run_benchmark(cfg: BenchmarkConfig, out_dir: Path, model_dir: Path = MODEL_D
             f"above renders {scores[method].above_renders:.2f}  "
             f"{scores[method].seconds_per_image:.2f} s/image")
     reference = score(from_uint8(truth), attributes, clip, texts, 0.0, best_render)
-    choice = summarise(clip_choice(clip, attributes, texts, cfg.size, cfg.seed, RENDER_DRAWS))
+    choice = summarise(clip_choice(clip, attributes, texts, cfg.size, cfg.seed))
     out_dir.mkdir(parents=True, exist_ok=True)
     contact_sheet(rows, out_dir / "contact_sheet.png")
     (out_dir / "results.md").write_text(_markdown(cfg, {WORLD_RENDER: reference, CLIP_CHOICE: choice,
