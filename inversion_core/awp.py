@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ._config import check_config
 from ._grad import autograd_enabled
 from .inr import FinerINR, INRConfig
+from .seeds import image_seeds
 
 __all__ = [
     "SeedConfig",
@@ -154,15 +155,12 @@ def fit_seeds(
         against its blurred target at ``config.size``, (B,)).
     """
     B = images.shape[0] if images.ndim == 4 else 0
-    seeds = [seeds + i for i in range(B)] if isinstance(seeds, int) else [int(s) for s in seeds]
-    if len(seeds) != B:
-        raise ValueError(f"fit_seeds got {len(seeds)} random seeds for {B} images; pass one per image or an int")
+    seeds = image_seeds(seeds, B)
     size = config.size
     with autograd_enabled():
         targets = prepare_seed_targets(images.detach().clone(), config)  # (B, 3, size, size)
         device = targets.device
-        inr = FinerINR.stack([FinerINR(inr_config, 1, generator=torch.Generator().manual_seed(s))
-                              for s in seeds]).to(device)
+        inr = FinerINR.seeded(inr_config, seeds, device)
         weights = list(inr.weights)
         optimiser = torch.optim.Adam(inr.parameters(), lr=config.lr)
         for step in range(config.steps):

@@ -13,6 +13,7 @@ import torch
 
 from ._grad import autograd_enabled
 from .inr import FinerINR, INRConfig, coordinate_grid
+from .seeds import image_seeds
 
 FitCallback = Callable[[int, int], object]  # (step, total); raise to cancel
 
@@ -38,16 +39,16 @@ def fit_inr_to_image(
         raise ValueError(f"fit steps must be >= 1, got {steps}")
     batch, _, height, width = images.shape
     device = images.device
+    seeds = image_seeds(seed, batch)
     with autograd_enabled():
         pixels = images.detach().float().clone().reshape(batch, 3, -1).transpose(1, 2)  # (B, H*W, 3)
         if init is None:
-            inr = FinerINR.stack([FinerINR(config, 1, generator=torch.Generator().manual_seed(seed + i))
-                                  for i in range(batch)]).to(device)
+            inr = FinerINR.seeded(config, seeds, device)
         else:
             inr = init.clone().to(device)
         coords = coordinate_grid(height, width, device)  # (H*W, 2)
         optimizer = torch.optim.Adam(inr.parameters(), lr=lr)
-        sampler = torch.Generator(device=device).manual_seed(seed)
+        sampler = torch.Generator(device=device).manual_seed(seeds[0])
         count = min(pixels_per_step, height * width)
         for step in range(steps):
             index = torch.randperm(height * width, generator=sampler, device=device)[:count]

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ._config import check_config
+from .seeds import seed_generators
 
 OUTPUTS = ("sigmoid", "tanh", "clamp")
 
@@ -151,6 +152,12 @@ class FinerINR(nn.Module):
         """A new INR holding copies of the given batch members."""
         index = torch.as_tensor(list(indices), dtype=torch.long, device=self.weights[0].device)
         return FinerINR.from_tensors(self.config, [w[index] for w in self.weights], [b[index] for b in self.biases])
+
+    @classmethod
+    def seeded(cls, config: INRConfig, seeds: Sequence[int], device: torch.device | str = "cpu") -> "FinerINR":
+        """One member per seed, each drawn from a CPU generator of its own seed, so a member's
+        initial weights depend on its seed alone, not on its batch or device."""
+        return cls.stack([cls(config, 1, generator=g) for g in seed_generators(seeds)]).to(device)
 
     @staticmethod
     def stack(inrs: Sequence["FinerINR"]) -> "FinerINR":

@@ -22,6 +22,7 @@ from .clip_models import ClipBundle
 from .inr import FinerINR, INRConfig
 from .losses import LossTerm, mean_view_embedding, target_loss
 from .schedules import ScheduleConfig, layer_learning_rates
+from .seeds import image_seeds, seed_generators
 from .targets import Target
 
 FINITE_CHECK_EVERY = 10  # steps between non-finite checks (each one is a host sync)
@@ -96,20 +97,6 @@ class InversionResult:
     stopped_early: bool = False
 
 
-def image_seeds(seed: int | Sequence[int], batch_size: int) -> list[int]:
-    """Per-image seeds: an int seeds image i with seed + i, so a batch equals its members run alone."""
-    if isinstance(seed, int):
-        return [seed + i for i in range(batch_size)]
-    seeds = [int(s) for s in seed]
-    if len(seeds) != batch_size:
-        raise ValueError(f"got {len(seeds)} seeds for {batch_size} images; pass one seed per target or a single int")
-    return seeds
-
-
-def make_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
-    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
-
-
 def invert(
     clips: ClipBundle | Sequence[ClipBundle],
     targets: Target | Sequence[Target],
@@ -161,8 +148,7 @@ def invert(
 
 def _initial_inr(init: FinerINR | None, config: INRConfig, seeds: list[int], device: torch.device) -> FinerINR:
     if init is None:
-        generators = [torch.Generator().manual_seed(s) for s in seeds]  # CPU draws: same init on every device
-        return FinerINR.stack([FinerINR(config, 1, generator=g) for g in generators]).to(device)
+        return FinerINR.seeded(config, seeds, device)
     if init.config != config:
         raise ValueError(
             f"the initial INR was made with {init.config}, but this run uses {config}; "
@@ -194,7 +180,7 @@ def _optimise(clips, inr, vectors, weights, config: RunConfig, seeds, loss_terms
     groups = [{"params": params, "lr": config.schedule.lr} for params in inr.layer_parameters()]
     optimizer = torch.optim.Adam(groups)
     augmenters = [Augmenter(config.augment, clip.image_size) for clip in clips]
-    generators = make_generators(seeds, device)
+    generators = seed_generators(seeds, device)
     amp = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 and device.type == "cuda" else None
     render_fn = maybe_compile(inr.forward, config.compile)

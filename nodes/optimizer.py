@@ -36,7 +36,6 @@ from .common import (
 )
 from .settings import AUGMENT_DEFAULTS, INR_DEFAULTS, PERFORMANCE_DEFAULTS, SCHEDULE_DEFAULTS, PerformanceConfig
 
-SEED_SPACE = 2**63  # seeds are reduced into [0, 2^63) so seed + image index fits torch's 64-bit seed
 DEFAULT_STEPS = 400  # the paper's main setting
 DEFAULT_FIT_STEPS = 300  # pixel-regression steps for an init image (the engine's default)
 
@@ -158,11 +157,6 @@ def loss_term_list(value) -> list:
     return terms
 
 
-def image_seeds(seed: int, count: int) -> list[int]:
-    base = seed % SEED_SPACE
-    return [base + i for i in range(count)]
-
-
 def node_outputs(result) -> io.NodeOutput:
     """Images and INRs on the intermediate device, detached, so no GPU memory stays held by the cache."""
     device = mm.intermediate_device()
@@ -240,7 +234,6 @@ class INROptimizer(io.ComfyNode):
             raise ValueError("connect either init_inr or init_image, not both")
         config = run_config(steps, width, height, learning_rate, views, schedule, inr_settings, schedule_settings,
                             augment_settings, inr_default=getattr(init_inr, "config", None), performance=performance)
-        seeds = image_seeds(seed, batch_size)
         pixels = None
         if init_image is not None:
             pixels = image_to_engine(init_image, "init_image")
@@ -253,8 +246,8 @@ class INROptimizer(io.ComfyNode):
         with comfy_bridge.gradient_run(config, batch_size, device):
             init = init_inr
             if pixels is not None:
-                init = fit_inr_to_image(pixels.to(device), config.inr, steps=fit_steps, seed=seeds[0],
+                init = fit_inr_to_image(pixels.to(device), config.inr, steps=fit_steps, seed=seed,
                                         callback=progress.fit_step)
-            result = invert(bundles, [target] * batch_size, config, init=init, seed=seeds, loss_terms=terms,
+            result = invert(bundles, [target] * batch_size, config, init=init, seed=seed, loss_terms=terms,
                             callback=progress.step)
         return node_outputs(result)

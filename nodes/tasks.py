@@ -21,7 +21,6 @@ from .optimizer import (
     clip_inputs,
     ensemble_inputs,
     fit_steps_input,
-    image_seeds,
     learning_rate_input,
     node_outputs,
     outputs,
@@ -54,7 +53,7 @@ def _run(task, clips, config, seed: int, fit_steps: int, **task_inputs) -> io.No
     device = bundles[0].device
     progress = comfy_bridge.RunProgress(config.steps, fit_steps)
     with comfy_bridge.gradient_run(config, 1, device):
-        result = task(bundles, config=config, fit_steps=fit_steps, seed=image_seeds(seed, 1)[0],
+        result = task(bundles, config=config, fit_steps=fit_steps, seed=seed,
                       callback=progress.step, fit_callback=progress.fit_step, **task_inputs)
     return node_outputs(result)
 

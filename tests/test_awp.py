@@ -133,5 +133,5 @@ def test_seed_config_lists_every_problem():
 
 
 def test_wrong_seed_count_is_rejected():
-    with pytest.raises(ValueError, match="2 random seeds for 3 images"):
+    with pytest.raises(ValueError, match="2 seeds for 3 images"):
         fit_seeds(_images(3, 16, 0), TINY_INR, SeedConfig(steps=1, size=16), seeds=[1, 2])

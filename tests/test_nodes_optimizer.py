@@ -72,9 +72,10 @@ def test_same_seed_same_image_and_batch_members_match_single_runs(optimize):
     assert not torch.allclose(first[0], first[1])
 
 
-def test_huge_seeds_are_accepted(optimize):
+def test_huge_seeds_are_accepted_and_wrap(optimize):
     images = optimize(seed=0xFFFFFFFFFFFFFFFF, batch_size=2)[0]
     assert images.shape[0] == 2
+    torch.testing.assert_close(images[1:], optimize(seed=0)[0], atol=1e-5, rtol=1e-5)  # seed + 1 wraps to 0
 
 
 def test_optimisation_moves_the_image_toward_the_target(optimize, inversion_clip):

@@ -48,6 +48,18 @@ def test_same_seed_same_image_other_seed_other_image(tiny_clip, tiny_run):
     assert not torch.allclose(a, c)
 
 
+def test_seeds_wrap_in_torchs_64_bit_seed_space(tiny_clip, tiny_run):
+    """The top of a UI's seed range plus an image index is a seed, not an overflow error: seeds are
+    taken modulo 2**64, as torch takes -1 for 2**64 - 1."""
+    run = dataclasses.replace(tiny_run, steps=3)
+    top = text_to_image(tiny_clip, ["a cat", "a cat"], run, seed=2**64 - 1)
+    assert top.seeds == [2**64 - 1, 0]
+    torch.testing.assert_close(top.images[1:], text_to_image(tiny_clip, "a cat", run, seed=0).images,
+                               atol=1e-5, rtol=0)
+    assert torch.equal(text_to_image(tiny_clip, "a cat", run, seed=-1).images,
+                       text_to_image(tiny_clip, "a cat", run, seed=2**64 - 1).images)
+
+
 def test_non_square_render_has_requested_shape(tiny_clip, tiny_run):
     run = dataclasses.replace(tiny_run, steps=2, width=48, height=24)
     result = text_to_image(tiny_clip, ["a", "b"], run)
