@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -122,12 +122,27 @@ class FinerINR(nn.Module):
         return rgb.transpose(1, 2).reshape(self.batch_size, 3, height, width)
 
     @torch.no_grad()
-    def render(self, height: int, width: int, max_pixels: int = 1 << 18) -> torch.Tensor:
-        """``forward`` without gradients, in chunks of ``max_pixels`` coordinates, so large renders
-        (e.g. 4096²) need memory for one chunk of activations only. Same pixels as ``forward``."""
+    def render(self, height: int, width: int, max_pixels: int = 1 << 18, *,
+               out_device: torch.device | str | None = None,
+               callback: Callable[[int, int], object] | None = None) -> torch.Tensor:
+        """``forward`` without gradients, in chunks of ``max_pixels`` pixels over the whole batch
+        (``max_pixels // batch_size`` coordinates each), so large renders (e.g. 4096²) need memory
+        for one chunk of activations only, whatever the batch size. Same pixels as ``forward``.
+
+        ``out_device`` (default: the INR's) receives each chunk as it is made, so a render larger
+        than the accelerator's free memory can still be assembled in host memory.
+        ``callback(done, total)`` after each chunk (progress; raise in it to cancel).
+        """
         coords = coordinate_grid(height, width, self.weights[0].device)
-        chunks = [self(1, len(c), coords=c) for c in coords.split(max_pixels)]  # each (B, 3, 1, n)
-        return torch.cat(chunks, dim=-1).reshape(self.batch_size, 3, height, width)
+        image = torch.empty(self.batch_size, 3, height * width, dtype=self.weights[0].dtype,
+                            device=out_device or coords.device)
+        done = 0
+        for chunk in coords.split(max(1, max_pixels // self.batch_size)):
+            image[..., done:done + len(chunk)] = self(1, len(chunk), coords=chunk).flatten(2)  # (B, 3, n)
+            done += len(chunk)
+            if callback is not None:
+                callback(done, len(coords))
+        return image.reshape(self.batch_size, 3, height, width)
 
     def _squash(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.output == "sigmoid":

@@ -298,14 +298,17 @@ class BuildReferenceBank(io.ComfyNode):
         memory = seed_fit_bytes(inr_config, seed_config, batch_size) if with_seeds else 0
         (bundle,) = comfy_bridge.load_for_run([clip], memory)
         interrupted_before = os.path.isdir(output + PARTS_SUFFIX)
-        progress = comfy_bridge.BuildProgress(len(entries))
+        # build_bank calls back after each finished shard (batch_size images): Cancel takes effect at the
+        # next shard boundary and a rerun resumes from the shards on disk. TEMP (notes/nodes_needs.md A7):
+        # no callback inside a shard yet, so the node exposes batch_size to make Cancel quicker.
+        progress = comfy_bridge.CountProgress(len(entries))
+        hint = (f"out of memory building bank {name!r} with batch_size {batch_size}: lower batch_size (or the "
+                "INR width in inr_settings)")
         try:
-            report = build_bank(source, output, bundle, inr_config=inr_config, seed_config=seed_config,
-                                with_seeds=with_seeds, batch_size=batch_size, random_seed=random_seed,
-                                resume=mode is IfExists.REUSE, progress=progress)
-        except mm.OOM_EXCEPTION as exc:
-            raise RuntimeError(f"out of memory building bank {name!r} with batch_size {batch_size}: lower "
-                               "batch_size (or the INR width in inr_settings)") from exc
+            with comfy_bridge.out_of_memory_hint(hint):
+                report = build_bank(source, output, bundle, inr_config=inr_config, seed_config=seed_config,
+                                    with_seeds=with_seeds, batch_size=batch_size, random_seed=random_seed,
+                                    resume=mode is IfExists.REUSE, progress=progress)
         except ValueError as exc:
             if interrupted_before and mode is IfExists.REUSE:
                 raise ValueError(f"{exc} In ComfyUI: set if_exists to 'rebuild' to start over.") from exc

@@ -8,10 +8,11 @@
   (evicting e.g. a diffusion model when needed) and can evict it in turn.
 * ``RunProgress`` turns engine callbacks into ComfyUI progress: a ProgressBar update every step,
   a JPEG preview every few steps, and an interrupt check every step (``POST /interrupt``).
-* ``gradient_run()`` wraps one optimisation: checks the memory it needs, turns an out-of-memory
-  error into a message naming the inputs to lower, and releases cached memory afterwards.
-* ``BuildProgress`` turns a bank build's per-shard callback into ComfyUI progress and interrupt
-  checks.
+* ``gradient_run()`` wraps one optimisation: checks the memory it needs, gives an out-of-memory
+  error a message naming the inputs to lower (``out_of_memory_hint``, keeping the type ComfyUI
+  recovers from), and releases cached memory afterwards.
+* ``CountProgress`` turns a ``(done, total)`` callback (bank shards, render chunks) into ComfyUI
+  progress and interrupt checks.
 """
 
 from __future__ import annotations
@@ -290,18 +291,35 @@ def check_memory(config: RunConfig, batch_size: int, device: torch.device) -> No
         )
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """ComfyUI's own test where it has one (newer ones also recognise accelerator OOM errors)."""
+    is_oom = getattr(mm, "is_oom", None)
+    return is_oom(exc) if is_oom is not None else isinstance(exc, mm.OOM_EXCEPTION)
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(hint: str) -> Iterator[None]:
+    """Re-raise an out-of-memory error with ``hint`` (the inputs to lower) as ComfyUI's OOM type, so
+    ComfyUI still recognises it: it adds its own tips and unloads models to recover."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise mm.OOM_EXCEPTION(hint) from exc
+
+
 @contextlib.contextmanager
 def gradient_run(config: RunConfig, batch_size: int, device: torch.device) -> Iterator[None]:
     """Around one optimisation: memory check before, a readable OOM message, cache release after."""
     check_memory(config, batch_size, device)
     try:
-        yield
-    except mm.OOM_EXCEPTION as exc:
-        raise RuntimeError(
+        with out_of_memory_hint(
             f"out of memory on {device} while optimising a {config.width}x{config.height} render "
             f"(batch_size {batch_size}, {config.augment.views} views, INR width {config.inr.width}). "
             "Lower width/height, batch_size or views, or free memory by closing other workflows."
-        ) from exc
+        ):
+            yield
     finally:
         mm.soft_empty_cache()
 
@@ -336,14 +354,9 @@ class RunProgress:
         return False
 
 
-class BuildProgress:
-    """``build_bank(progress=...)`` callback: ComfyUI progress in images, an interrupt check per shard.
-
-    The engine calls it after each finished shard (``batch_size`` images), so Cancel takes effect at
-    the next shard boundary; the shards already written stay on disk and a rerun resumes from them.
-    TEMP (notes/nodes_needs.md A7): no callback inside a shard yet, so the node exposes batch_size
-    to make Cancel quicker.
-    """
+class CountProgress:
+    """A ``callback(done, total)`` of the engine (bank shards, render chunks): ComfyUI progress and
+    an interrupt check per call, so Cancel takes effect at the next call."""
 
     def __init__(self, total: int):
         self.bar = comfy.utils.ProgressBar(total)

@@ -6,9 +6,11 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..inversion_core import FinerINR
+from . import comfy_bridge
 from .common import CATEGORY, MAX_SIZE, InrType, image_to_comfy, make_schema
 
-MAX_RENDER = 16384  # widget limit, in pixels per side (rendering is chunked, so memory is not the limit)
+MAX_RENDER = 16384  # widget limit, in pixels per side (chunks go to host memory, which holds the image)
+CHUNK_PIXELS = 1 << 18  # pixels over the batch per chunk: what the accelerator holds at once
 
 
 class RenderINR(io.ComfyNode):
@@ -22,7 +24,9 @@ class RenderINR(io.ComfyNode):
                 "Renders INRs from an optimiser or task node at any width and height. The INR is a continuous "
                 "function of the pixel coordinates, so a larger render adds resolution instead of blur (detail "
                 "beyond what was optimised is the network's own interpolation). The aspect ratio may differ "
-                "from the optimised one (the image is stretched)."
+                "from the optimised one (the image is stretched). Renders in chunks straight into host memory, "
+                "with a progress bar and Cancel: the GPU holds one chunk, the host the image (12 bytes per pixel "
+                "per INR, twice while it becomes an IMAGE; 16384x16384 is 3 GiB)."
             ),
             search_aliases=["upscale inr", "render", "resolution"],
             inputs=[
@@ -39,5 +43,13 @@ class RenderINR(io.ComfyNode):
         if not isinstance(inr, FinerINR):
             raise ValueError(f"inr must come from an INR Optimizer or task node, got {type(inr).__name__}")
         device = mm.get_torch_device()
-        images = inr.clone().to(device).render(height, width)  # a copy: the cached input stays where it is
+        # one chunk's activations: the same four (pixels, width) float32 tensors per layer as a run's estimate
+        mm.free_memory(4 * 4 * CHUNK_PIXELS * inr.config.width * (inr.config.hidden_layers + 1), device)
+        progress = comfy_bridge.CountProgress(height * width)
+        with comfy_bridge.out_of_memory_hint(
+            f"out of memory on {device} while rendering {inr.batch_size} INR(s) of width {inr.config.width}: "
+            "free memory by closing other workflows, or render fewer INRs at once"
+        ):
+            images = inr.clone().to(device).render(  # a copy: the cached input stays where it is
+                height, width, CHUNK_PIXELS, out_device=mm.intermediate_device(), callback=progress)
         return io.NodeOutput(image_to_comfy(images, mm.intermediate_device()))

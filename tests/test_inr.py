@@ -22,6 +22,24 @@ def test_chunked_render_equals_forward():
     torch.testing.assert_close(inr.render(17, 23, max_pixels=50), inr(17, 23).detach())
 
 
+def test_chunked_render_reports_progress_and_can_be_cancelled():
+    inr = FinerINR(SMALL, batch_size=2, generator=torch.Generator().manual_seed(0))
+    seen = []
+    image = inr.render(17, 23, max_pixels=200, out_device="cpu",  # 200 pixels over a batch of 2: 100 coordinates
+                       callback=lambda done, total: seen.append((done, total)))
+    assert seen == [(100, 391), (200, 391), (300, 391), (391, 391)]
+    torch.testing.assert_close(image, inr(17, 23).detach())
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        inr.render(17, 23, max_pixels=100, callback=cancel)
+
+
 def test_batch_members_are_independent_networks():
     gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
     singles = [FinerINR(SMALL, 1, generator=g) for g in gens]

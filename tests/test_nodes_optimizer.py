@@ -155,9 +155,29 @@ def test_out_of_memory_during_the_run_names_the_inputs_to_lower(optimize, monkey
 
     monkeypatch.setattr(optimizer, "invert", exhausted)
     calls_before = mm.empty_cache_calls
-    with pytest.raises(RuntimeError, match="out of memory .* Lower width/height, batch_size or views"):
-        optimize()
+    with pytest.raises(mm.OOM_EXCEPTION, match="out of memory .* Lower width/height, batch_size or views"):
+        optimize()  # ComfyUI's own OOM type, so ComfyUI still adds its tips and unloads models
     assert mm.empty_cache_calls > calls_before
+
+
+def test_accelerator_out_of_memory_is_recognised_where_comfyui_knows_it(optimize, monkeypatch):
+    """Newer ComfyUI has mm.is_oom, which also knows e.g. torch.AcceleratorError OOMs; other errors
+    pass through untouched."""
+    import node_harness
+
+    def raises(message):
+        def invert(*args, **kwargs):
+            raise RuntimeError(message)
+        return invert
+
+    optimizer = node_harness.pack_module("nodes.optimizer")
+    monkeypatch.setattr(mm, "is_oom", lambda exc: "out of memory" in str(exc), raising=False)
+    monkeypatch.setattr(optimizer, "invert", raises("CUDA error: out of memory"))
+    with pytest.raises(mm.OOM_EXCEPTION, match="Lower width/height"):
+        optimize()
+    monkeypatch.setattr(optimizer, "invert", raises("shape mismatch"))
+    with pytest.raises(RuntimeError, match="^shape mismatch$"):
+        optimize()
 
 
 @pytest.mark.parametrize("name, value, message", [

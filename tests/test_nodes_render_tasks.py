@@ -29,6 +29,34 @@ def test_render_any_size_without_touching_the_input(pack_nodes, small_inr):
     assert all(torch.equal(a, b) and not b.is_inference() for a, b in zip(before, inr.parameters()))
 
 
+def test_render_reports_progress_per_chunk_and_cancels(pack_nodes, small_inr, comfy_env, monkeypatch):
+    import node_harness
+
+    _, inr = small_inr.args
+    whole = run_node(pack_nodes["CLIPInversionRenderINR"], inr=inr, width=40, height=24)[0]  # one chunk
+    monkeypatch.setattr(node_harness.pack_module("nodes.render"), "CHUNK_PIXELS", 2 * 480)  # 480 pixels per chunk
+    comfy_env.clear()
+    chunked = run_node(pack_nodes["CLIPInversionRenderINR"], inr=inr, width=40, height=24)[0]
+    assert [e.value for e in comfy_env.events] == [480, 960]
+    torch.testing.assert_close(chunked, whole)
+    comfy_env.clear()
+    comfy_env.interrupt_after = 1
+    with pytest.raises(mm.InterruptProcessingException):
+        run_node(pack_nodes["CLIPInversionRenderINR"], inr=inr, width=80, height=48)
+    assert len(comfy_env.events) == 1
+
+
+def test_render_out_of_memory_keeps_comfyuis_type_and_says_what_to_do(pack_nodes, small_inr, monkeypatch):
+    _, inr = small_inr.args
+
+    def exhausted(*args, **kwargs):
+        raise mm.OOM_EXCEPTION("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(type(inr), "render", exhausted)
+    with pytest.raises(mm.OOM_EXCEPTION, match="while rendering 2 INR.*closing other workflows"):
+        run_node(pack_nodes["CLIPInversionRenderINR"], inr=inr, width=40, height=24)
+
+
 def test_render_rejects_other_objects(pack_nodes, inversion_clip):
     with pytest.raises(ValueError, match="inr must come from"):
         run_node(pack_nodes["CLIPInversionRenderINR"], inr=inversion_clip, width=8, height=8)
