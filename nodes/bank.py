@@ -8,6 +8,7 @@ checked where it is known: in the Procrustes, Robust Init and Blending Loss node
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from enum import Enum
@@ -123,10 +124,48 @@ class IfExists(str, Enum):
     REBUILD = "rebuild"  # overwrite it, discarding any interrupted partial build
 
 
+def input_folder() -> str:
+    return os.path.realpath(folder_paths.get_input_directory())
+
+
+def is_inside(folder: str, path: str) -> bool:
+    """Whether ``path`` (symlinks resolved) lies in the resolved ``folder``."""
+    return os.path.commonpath([folder, os.path.realpath(path)]) == folder
+
+
 def source_path(source: str) -> str:
-    """The source folder/file: absolute as typed, or relative to ComfyUI's input folder."""
-    path = os.path.expanduser(source.strip())
-    return path if os.path.isabs(path) else os.path.join(folder_paths.get_input_directory(), path)
+    """The source folder/file, inside ComfyUI's input folder.
+
+    Like ComfyUI's own dataset nodes, a queued prompt may not make the server read anywhere else
+    (an absolute path, '..', a symlink out): anyone who can reach a ComfyUI server can queue one.
+    The CLI builds banks from anywhere.
+    """
+    folder = input_folder()
+    path = os.path.join(folder, source.strip())
+    if not is_inside(folder, path):
+        raise ValueError(
+            f"source {source!r} is outside ComfyUI's input folder: give a folder or file inside it (e.g. "
+            f"'reference_images' for input/reference_images), or build the bank from anywhere with `python -m "
+            f"inversion_core bank build --source ... --out models/{comfy_bridge.BANK_FOLDER}/NAME.safetensors` "
+            f"and load it with 'Load Reference Bank'"
+        )
+    return os.path.realpath(path)
+
+
+def source_fingerprint(path: str) -> str:
+    """Names, sizes and modification times of everything under ``path``: changes when images or
+    captions are added, removed or edited, so a queued build is not answered from ComfyUI's cache."""
+    if not os.path.isdir(path):
+        stat = os.stat(path)
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            stat = os.stat(os.path.join(root, name))
+            digest.update(f"{os.path.relpath(os.path.join(root, name), path)}\t{stat.st_mtime_ns}\t{stat.st_size}\n"
+                          .encode())
+    return digest.hexdigest()
 
 
 def seed_fit_bytes(inr_config: INRConfig, seed_config: SeedConfig, batch_size: int) -> int:
@@ -177,14 +216,16 @@ class BuildReferenceBank(io.ComfyNode):
             ),
             search_aliases=["build bank", "reference set", "awp seeds", "embed dataset", "bank build"],
             is_experimental=True,
+            is_output_node=True,  # it writes a file: a graph of Load CLIP -> Build Reference Bank alone can be queued
             inputs=[
                 ClipType.Input("clip", tooltip="The CLIP to embed with. The bank only works with this CLIP later."),
                 io.String.Input(
                     "source", default="reference_images",
                     tooltip=(
                         "Folder of images (png, jpg, webp, ...) with a same-name .txt caption each, searched "
-                        "recursively; or a .csv (columns path, caption) or .jsonl file. Absolute, or relative to "
-                        "ComfyUI's input folder."
+                        "recursively; or a .csv (columns path, caption) or .jsonl file. Inside ComfyUI's input "
+                        "folder (e.g. 'reference_images' = input/reference_images); for data elsewhere use "
+                        "`python -m inversion_core bank build`. Adding images makes the next queue build again."
                     ),
                 ),
                 io.String.Input(
@@ -258,15 +299,32 @@ class BuildReferenceBank(io.ComfyNode):
         if source is not None:
             if not source.strip():
                 return "source is empty: give the folder of captioned images, e.g. 'reference_images'"
-            if not os.path.exists(source_path(source)):
-                return (f"source {source!r} not found (looked at {source_path(source)}): give an absolute path or "
-                        "one relative to ComfyUI's input folder")
+            try:
+                path = source_path(source)
+            except ValueError as exc:
+                return str(exc)
+            if not os.path.exists(path):
+                return (f"source {source!r} not found in ComfyUI's input folder: put the captioned images in "
+                        f"input/{source.strip()} or give the name of a folder that is there")
         if file_name is not None:
             try:
                 comfy_bridge.bank_file_name(file_name)
             except ValueError as exc:
                 return str(exc)
         return True
+
+    @classmethod
+    def fingerprint_inputs(cls, source: str | None = None, file_name: str | None = None, **_) -> str:
+        """Images added to the source, or the bank file replaced, make ComfyUI run the node again
+        (which then reuses, resumes or refuses, as if_exists says) instead of serving its cache."""
+        if not (source or "").strip():
+            return ""  # linked (not known yet) or empty (validation reports it)
+        try:
+            fingerprint = source_fingerprint(source_path(source))
+            _, output = comfy_bridge.bank_output_path(file_name or "")
+        except (OSError, ValueError):
+            return ""  # validation reports the problem
+        return f"{fingerprint}|{source_fingerprint(output) if os.path.isfile(output) else ''}"
 
     @classmethod
     def execute(cls, clip, source: str, file_name: str, with_seeds: bool, gamma: float, seed_steps: int,
@@ -279,10 +337,15 @@ class BuildReferenceBank(io.ComfyNode):
         name, output = comfy_bridge.bank_output_path(file_name)
         inr_config = inr_settings or INR_DEFAULTS
         seed_config = SeedConfig(gamma=gamma, steps=seed_steps, blur_sigma=blur)
-        source = source_path(source)
+        folder = source_path(source)
         # TEMP (nodes_needs A7): build_bank reads the entries itself but reports no total before its
         # first shard, so the node reads them too, for the progress bar's total and the reuse check.
-        entries, _ = read_entries(source)
+        entries, _ = read_entries(folder)
+        outside = [e.path for e in entries if not is_inside(input_folder(), e.path)]
+        if outside:
+            raise ValueError(f"source {source!r} lists {len(outside)} image(s) outside ComfyUI's input folder, e.g. "
+                             f"{outside[0]!r}: the node reads only inside it; copy them there, or build with "
+                             "`python -m inversion_core bank build`")
         if mode is IfExists.REUSE and os.path.isfile(output):
             with torch.inference_mode(False):
                 bank = load_bank(output)
@@ -306,7 +369,7 @@ class BuildReferenceBank(io.ComfyNode):
                 "INR width in inr_settings)")
         try:
             with comfy_bridge.out_of_memory_hint(hint):
-                report = build_bank(source, output, bundle, inr_config=inr_config, seed_config=seed_config,
+                report = build_bank(folder, output, bundle, inr_config=inr_config, seed_config=seed_config,
                                     with_seeds=with_seeds, batch_size=batch_size, random_seed=random_seed,
                                     resume=mode is IfExists.REUSE, progress=progress)
         except ValueError as exc:

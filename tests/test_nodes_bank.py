@@ -24,6 +24,12 @@ def _bank_dir() -> Path:
     return Path(folder_paths.models_dir) / "clip_inversion_banks"
 
 
+def _input_dir() -> Path:
+    import folder_paths
+
+    return Path(folder_paths.get_input_directory())
+
+
 # --- folder and loading ----------------------------------------------------------------------------
 
 
@@ -86,11 +92,13 @@ def test_missing_or_foreign_bank_files_get_messages(pack_nodes, tiny_bank):
 
 @pytest.fixture()
 def build(pack_nodes, inversion_clip, tiny_inr_settings, reference_images):
-    """Run Build Reference Bank on the six reference images with tiny, fast settings; keywords override."""
+    """Run Build Reference Bank on the six reference images (input/reference_images) with tiny, fast
+    settings; keywords override."""
     node = pack_nodes["CLIPInversionBuildReferenceBank"]
+    shutil.copytree(reference_images, _input_dir() / "reference_images")
 
     def run(**overrides):
-        inputs = {"clip": inversion_clip, "source": str(reference_images), "file_name": "built", "with_seeds": True,
+        inputs = {"clip": inversion_clip, "source": "reference_images", "file_name": "built", "with_seeds": True,
                   "gamma": 0.002, "seed_steps": 2, "blur": 1.0, "batch_size": 2, "random_seed": 0,
                   "if_exists": "reuse", "inr_settings": tiny_inr_settings}
         inputs.update(overrides)
@@ -170,17 +178,17 @@ def test_existing_file_is_reused_or_rebuilt(build, comfy_env, monkeypatch):
 
 
 def test_embeddings_only_and_source_relative_to_the_input_folder(build, reference_images):
-    import folder_paths
-
-    shutil.copytree(reference_images, Path(folder_paths.get_input_directory()) / "refs")
-    bank = build(source="refs", file_name="plain/refs", with_seeds=False, inr_settings=None)
+    shutil.copytree(reference_images, _input_dir() / "more" / "refs")
+    bank = build(source="more/refs", file_name="plain/refs", with_seeds=False, inr_settings=None)
     assert not bank.has_seeds and len(bank) == 6
     assert (_bank_dir() / "plain" / "refs.safetensors").is_file()
 
 
 @pytest.mark.parametrize("inputs, message", [
     ({"source": "  "}, "source is empty"),
-    ({"source": "no_such_folder"}, "source 'no_such_folder' not found"),
+    ({"source": "no_such_folder"}, "source 'no_such_folder' not found in ComfyUI's input folder"),
+    ({"source": "/etc"}, "source '/etc' is outside ComfyUI's input folder.*bank build"),
+    ({"source": "../models"}, "source '../models' is outside ComfyUI's input folder"),
     ({"file_name": "../outside"}, "file_name '../outside' must be a name inside"),
     ({"if_exists": "append"}, "Value not in list"),
     ({"blur": 20.0}, "bigger than max"),
@@ -190,10 +198,42 @@ def test_bad_build_inputs_fail_validation(build, inputs, message):
         build(**inputs)
 
 
-def test_a_folder_without_captions_is_a_clear_error(build, tmp_path):
+def test_a_folder_without_captions_is_a_clear_error(build):
     from PIL import Image
 
-    (tmp_path / "lonely").mkdir()
-    Image.new("RGB", (8, 8)).save(tmp_path / "lonely" / "a.png")
+    (_input_dir() / "lonely").mkdir()
+    Image.new("RGB", (8, 8)).save(_input_dir() / "lonely" / "a.png")
     with pytest.raises(ValueError, match="holds no usable.*missing_caption"):
-        build(source=str(tmp_path / "lonely"))
+        build(source="lonely")
+
+
+def test_nothing_outside_the_input_folder_is_read(build, reference_images, tmp_path):
+    """A queued prompt may not make the server read elsewhere: not through a symlink, not through a
+    caption file listing outside images (anyone who can reach a ComfyUI server can queue one)."""
+    os.symlink(reference_images, _input_dir() / "linked")
+    with pytest.raises(NodeValidationError, match="'linked' is outside ComfyUI's input folder"):
+        build(source="linked")
+    listing = _input_dir() / "outside.csv"
+    listing.write_text("path,caption\n" + "".join(f"{p},a square\n" for p in sorted(reference_images.glob("*.png"))))
+    with pytest.raises(ValueError, match=r"lists 6 image\(s\) outside ComfyUI's input folder"):
+        build(source="outside.csv")
+    assert not (_bank_dir() / "built.safetensors").exists()
+
+
+def test_new_images_or_a_replaced_bank_change_the_fingerprint(build, pack_nodes):
+    """ComfyUI reruns a node only when its fingerprint changes; the source folder's and bank file's
+    contents are part of it, so a build after adding images is not answered from the cache."""
+    from PIL import Image
+
+    node = pack_nodes["CLIPInversionBuildReferenceBank"]
+    assert node.GET_SCHEMA().is_output_node  # it writes a file: queueable on its own
+    fingerprint = lambda: node.fingerprint_inputs(source="reference_images", file_name="built")  # noqa: E731
+    before = fingerprint()
+    assert before and fingerprint() == before
+    build()
+    after_build = fingerprint()
+    assert after_build != before  # the bank file now exists
+    Image.new("RGB", (8, 8)).save(_input_dir() / "reference_images" / "new.png")
+    (_input_dir() / "reference_images" / "new.txt").write_text("a new square")
+    assert fingerprint() != after_build
+    assert node.fingerprint_inputs(source=None, file_name="built") == ""  # a linked source: not known yet
