@@ -123,6 +123,23 @@ def test_checker_catches_broken_workflows(object_info):
     assert any("typed 'IMAGE'" in p for p in problems)
 
 
+def test_outputs_a_newer_comfyui_appends_are_accepted_others_are_not(object_info):
+    """ComfyUI 0.26 gave SaveImage an IMAGE output: a workflow saved before (no outputs) still loads;
+    an output of the wrong type, or one the node does not have, is still a problem."""
+    workflow = _load(node_harness.REPO_ROOT / "example_workflows" / "text_to_image.json")
+    newer = dict(object_info, SaveImage=dict(object_info["SaveImage"], output=["IMAGE"]))
+    assert wt.check_ui_workflow(workflow, newer, FILE_INPUTS) == []
+    save = next(n for n in workflow["nodes"] if n["type"] == "SaveImage")
+    save["outputs"] = [{"name": "IMAGE", "type": "IMAGE", "links": None}]
+    assert wt.check_ui_workflow(workflow, newer, FILE_INPUTS) == []
+    assert any("SaveImage): outputs ['IMAGE'] are not the first outputs" in p
+               for p in wt.check_ui_workflow(workflow, object_info, FILE_INPUTS))
+    optimizer = next(n for n in workflow["nodes"] if n["type"] == "CLIPInversionOptimizer")
+    optimizer["outputs"][0]["type"] = "LATENT"
+    assert any("CLIPInversionOptimizer): outputs ['LATENT'" in p
+               for p in wt.check_ui_workflow(workflow, newer, FILE_INPUTS))
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_pack_part_runs_through_the_stub_layer(path, object_info, pack_nodes, tiny_model, tiny_bank,
                                                       comfy_env):

@@ -183,9 +183,11 @@ def check_ui_workflow(workflow: dict, object_info: dict[str, dict],
                     problems.append(f"{where}: required input {name!r} ({io_type}) is not connected")
         for name in socket_names - {i for c in ("required", "optional") for i in info["input_order"].get(c, [])}:
             problems.append(f"{where}: unknown input {name!r}")
-        outputs = node.get("outputs", [])
-        if [o["type"] for o in outputs] != list(info["output"]):
-            problems.append(f"{where}: outputs {[o['type'] for o in outputs]} differ from the schema's {info['output']}")
+        # Newer ComfyUI versions append outputs (SaveImage and PreviewImage gained IMAGE in 0.26); a
+        # workflow saved before lacks them and still loads and runs, so saved outputs must be a prefix.
+        outputs = [o["type"] for o in node.get("outputs", [])]
+        if outputs != list(info["output"])[:len(outputs)]:
+            problems.append(f"{where}: outputs {outputs} are not the first outputs of the schema's {info['output']}")
 
     for link_id, origin, origin_slot, target, target_slot, link_type in links.values():
         where = f"link {link_id}"
