@@ -7,7 +7,8 @@
   ComfyUI ``ModelPatcher`` around its model, so ComfyUI's model management places it on the GPU
   (evicting e.g. a diffusion model when needed) and can evict it in turn.
 * ``RunProgress`` turns engine callbacks into ComfyUI progress: a ProgressBar update every step,
-  a JPEG preview every few steps, and an interrupt check every step (``POST /interrupt``).
+  a JPEG preview every few steps (at most ``--preview-size`` pixels, like the samplers'), and an
+  interrupt check every step (``POST /interrupt``).
 * ``gradient_run()`` wraps one optimisation: checks the memory it needs, gives an out-of-memory
   error a message naming the inputs to lower (``out_of_memory_hint``, keeping the type ComfyUI
   recovers from), and releases cached memory afterwards.
@@ -28,6 +29,7 @@ import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.utils
 import folder_paths
+from comfy.cli_args import args as comfy_args
 import torch
 from PIL import Image
 
@@ -41,7 +43,6 @@ CONFIG_SUFFIX = ".json"  # open_clip model config next to the weights (same stem
 HUB_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names on the hub
 MAX_CONFIG_BYTES = 256 * 1024  # model configs are ~1 KB; larger JSON files (tokenizers) are not read
 PREVIEW_EVERY = 5  # steps between live previews
-PREVIEW_SIZE = 512  # longest side of a preview, in pixels (what ComfyUI's previews use)
 
 
 # --- model folder ------------------------------------------------------------------------------
@@ -349,7 +350,7 @@ class RunProgress:
         mm.throw_exception_if_processing_interrupted()
         preview = None
         if progress.step % self.preview_every == 0 or progress.step == progress.total:
-            preview = ("JPEG", preview_image(progress.images[0]), PREVIEW_SIZE)
+            preview = ("JPEG", preview_image(progress.images[0]), comfy_args.preview_size)  # --preview-size
         self.bar.update_absolute(self.fit_steps + progress.step, self.total, preview)
         return False
 

@@ -189,7 +189,7 @@ class INROptimizer(io.ComfyNode):
                 "init_image to start from a picture (it is fitted first). With a reference bank, connect Procrustes "
                 "Projection (target), Robust Init (init_inr) and Blending Loss (loss_terms)."
             ),
-            search_aliases=["clip inversion", "clip^-1", "clip decoder", "sampler", "inr", "text to image"],
+            search_aliases=["clip inversion", "clip^-1", "clip decoder", "inr optimizer", "text to image"],
             inputs=[
                 *clip_inputs(),
                 TargetType.Input("target", tooltip="What to generate: a Text, Image or Combine Targets node."),

@@ -28,7 +28,7 @@ class RenderINR(io.ComfyNode):
                 "with a progress bar and Cancel: the GPU holds one chunk, the host the image (12 bytes per pixel "
                 "per INR, twice while it becomes an IMAGE; 16384x16384 is 3 GiB)."
             ),
-            search_aliases=["upscale inr", "render", "resolution"],
+            search_aliases=["upscale inr", "render inr", "inr resolution"],
             inputs=[
                 InrType.Input("inr", tooltip="INRs from an 'INR Optimizer', 'Style Transfer' or 'Text-Guided Edit' node."),
                 io.Int.Input("width", default=512, min=8, max=MAX_RENDER, step=8,

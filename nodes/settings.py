@@ -201,7 +201,7 @@ class PerformanceSettings(io.ComfyNode):
                 "precision and no compilation. The choices change speed and memory, not the method; a lower "
                 "precision gives slightly different images."
             ),
-            search_aliases=["speed", "autocast", "bf16", "fp16", "torch.compile", "performance"],
+            search_aliases=["autocast", "torch.compile", "inversion speed"],
             inputs=[
                 io.Combo.Input(
                     "precision", options=AutocastPrecision, default=AutocastPrecision(PERFORMANCE_DEFAULTS.precision),

@@ -31,7 +31,7 @@ class TextTarget(io.ComfyNode):
             display_name="Text Target",
             category=f"{CATEGORY}/targets",
             description="A prompt as an inversion target: the image is optimised until CLIP reads it as this text.",
-            search_aliases=["prompt", "text embedding", "clip text"],
+            search_aliases=["text embedding", "clip text", "inversion prompt"],
             inputs=[
                 io.String.Input(
                     "text",

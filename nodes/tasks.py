@@ -117,7 +117,7 @@ class TextGuidedEdit(io.ComfyNode):
                 "optimised for a few steps toward normalize(e_image + strength · (e_edit − e_source)), so the "
                 "picture moves in the direction the prompts describe and stays recognisable."
             ),
-            search_aliases=["edit", "text edit", "instruct", "clip edit"],
+            search_aliases=["text edit", "clip edit", "inversion edit"],
             is_experimental=True,
             inputs=[
                 *clip_inputs(),

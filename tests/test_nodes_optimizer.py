@@ -53,6 +53,14 @@ def test_progress_every_step_with_jpeg_previews(optimize, comfy_env):
     assert kind == "JPEG" and isinstance(image, Image.Image) and image.size == (32, 24) and size == 512
 
 
+def test_previews_follow_comfyuis_preview_size(optimize, comfy_env, monkeypatch):
+    from comfy.cli_args import args
+
+    monkeypatch.setattr(args, "preview_size", 256)  # ComfyUI started with --preview-size 256
+    optimize(steps=5)
+    assert [e.preview[2] for e in comfy_env.events if e.preview is not None] == [256]
+
+
 def test_interrupt_stops_within_one_step(optimize, comfy_env):
     comfy_env.interrupt_after = 3  # the user presses Cancel while step 3 is reported
     calls_before = mm.empty_cache_calls
