@@ -8,6 +8,7 @@ term for style transfer) follow the :class:`LossTerm` protocol and return one va
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Protocol, Sequence
 
 import torch
@@ -54,8 +55,8 @@ class ContentLoss:
     name = "content"
 
     def __init__(self, content: torch.Tensor, weight: float = 1.0, resolution: int = 32) -> None:
-        if weight < 0:
-            raise ValueError(f"content weight must be >= 0, got {weight}")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"content weight must be a finite number >= 0, got {weight}")
         self.weight = weight
         self.resolution = resolution
         self.reference = self._low_pass(content.detach().float().clone())

@@ -123,6 +123,10 @@ def invert(
     devices = {clip.device for clip in clips}
     if len(devices) > 1:
         raise ValueError(f"all CLIP models of an ensemble must be on one device, got {sorted(map(str, devices))}")
+    repeated = sorted({c.identity for c in clips if sum(o.identity == c.identity for o in clips) > 1})
+    if repeated:
+        raise ValueError(f"the ensemble holds the same CLIP more than once ({', '.join(repeated)}): losses are "
+                         "kept per CLIP, so pass each model once")
     device = devices.pop()
     seeds = image_seeds(seed, len(targets))
     names = [term.name for term in loss_terms]

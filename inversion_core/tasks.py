@@ -8,6 +8,7 @@ documented where they are declared.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import torch
@@ -36,6 +37,9 @@ DEFAULT_EDIT_STEPS = 100  # edit: steps from the fitted image; few, so the image
 # step whatever its gradient, and a fitted FINER INR's hidden weights are ~0.003: at 1e-3 the first
 # steps turn the image into noise (toy-world edit benchmark, benchmarks/toyworld/README.md).
 DEFAULT_EDIT_LR = 1e-4
+# edit's run when no config is given; derive yours from it (dataclasses.replace(EDIT_CONFIG, width=...))
+# to keep the edit's steps and rate: a plain RunConfig() carries text-to-image's 400 steps at 1e-3.
+EDIT_CONFIG = RunConfig(steps=DEFAULT_EDIT_STEPS, schedule=ScheduleConfig(lr=DEFAULT_EDIT_LR))
 
 
 def prompt_target(prompt: str, negative_prompt: str | None = None, negative_weight: float = 0.5) -> Target:
@@ -114,10 +118,10 @@ def style_transfer(
         style = text_target(style)
     elif not isinstance(style, Target):
         style = image_target(_as_batch(style, "style")[0])
+    resolution = max(1, round(CONTENT_SCALE * max(config.width, config.height)))
+    loss = ContentLoss(content, weight=content_weight, resolution=resolution)  # checks the weight before the fit
     init = fit_inr_to_image(_resized(content, config, clips), config.inr, steps=fit_steps, seed=seed,
                             callback=fit_callback)
-    resolution = max(1, round(CONTENT_SCALE * max(config.width, config.height)))
-    loss = ContentLoss(content, weight=content_weight, resolution=resolution)
     return invert(clips, [style], config, init=init, seed=seed, loss_terms=[loss], callback=callback)
 
 
@@ -128,6 +132,8 @@ def edit_target(image: torch.Tensor, edit_prompt: str, source_prompt: str | None
     pixels = _as_batch(image, "image")[:1].detach().float().clone()
     if not edit_prompt or not edit_prompt.strip():
         raise ValueError("edit prompt is empty: describe the change, e.g. 'a blue square'")
+    if not math.isfinite(strength):
+        raise ValueError(f"edit strength must be a finite number, got {strength}; 1 is a full edit, 0 none")
 
     def embed(clip: ClipBundle) -> torch.Tensor:
         with torch.no_grad():
@@ -153,12 +159,15 @@ def edit(
     callback: StepCallback | None = None,
     fit_callback: FitCallback | None = None,
 ) -> InversionResult:
-    """Text-guided edit: fit an INR to ``image``, then a few steps toward the edited embedding."""
+    """Text-guided edit: fit an INR to ``image``, then a few steps toward the edited embedding.
+
+    ``config`` defaults to ``EDIT_CONFIG`` (100 steps at lr 1e-4); a config passed is used as it is,
+    so build it with ``dataclasses.replace(EDIT_CONFIG, ...)`` to keep the edit's gentle rate.
+    """
     image = _as_batch(image, "image")
     if image.shape[0] != 1:
         raise ValueError(f"edit takes one image, got {image.shape[0]}")
-    config = _sized_like(config or RunConfig(steps=DEFAULT_EDIT_STEPS, schedule=ScheduleConfig(lr=DEFAULT_EDIT_LR)),
-                         image)
+    config = _sized_like(config or EDIT_CONFIG, image)
     target = edit_target(image, edit_prompt, source_prompt, strength)
     init = fit_inr_to_image(_resized(image, config, clips), config.inr, steps=fit_steps, seed=seed,
                             callback=fit_callback)

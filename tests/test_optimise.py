@@ -30,7 +30,9 @@ def test_text_to_image_raises_cosine_to_prompt(tiny_clip, tiny_run, inference_mo
     assert not result.images.requires_grad and not result.images.is_inference()
 
 
-def test_batch_equals_images_run_one_by_one(tiny_clip, tiny_run):
+def test_batch_members_start_as_images_run_one_by_one(tiny_clip, tiny_run):
+    """Same seeds and augmentations per member; over a short run a batch stays within float noise
+    of single runs (over long ones the different summation order makes them drift, see README)."""
     run = dataclasses.replace(tiny_run, steps=15)
     prompts = ["a red circle", "a blue square", "a green star"]
     batch = text_to_image(tiny_clip, prompts, run, seed=10)
@@ -145,6 +147,8 @@ def test_bad_inputs_get_clear_messages(tiny_clip, tiny_run):
         AugmentConfig(views=0)
     with pytest.raises(ValueError, match="2 seeds for 1 images"):
         invert(tiny_clip, text_target("x"), tiny_run, seed=[1, 2])
+    with pytest.raises(ValueError, match="the ensemble holds the same CLIP more than once"):
+        invert([tiny_clip, tiny_clip], text_target("x"), tiny_run)
 
 
 def test_loss_terms_with_clashing_names_are_refused(tiny_clip, tiny_run):

@@ -122,7 +122,10 @@ def test_task_input_errors(tiny_clip, tiny_run):
         edit(tiny_clip, scene(), " ", tiny_run)
     with pytest.raises(ValueError, match="one content image"):
         style_transfer(tiny_clip, torch.rand(2, 3, 8, 8), "x", tiny_run)
-
+    with pytest.raises(ValueError, match="edit strength must be a finite number, got nan"):
+        edit(tiny_clip, scene(), "a blue square", tiny_run, strength=float("nan"), fit_steps=1)
+    with pytest.raises(ValueError, match="content weight must be a finite number >= 0, got nan"):
+        style_transfer(tiny_clip, scene(), "x", tiny_run, content_weight=float("nan"), fit_steps=1)
 
 
 def test_text_to_image_explicit_init_is_the_start_even_with_a_bank(tiny_clip):
@@ -156,6 +159,9 @@ def test_edit_defaults_to_the_gentle_edit_learning_rate(tiny_clip, invert_call):
         edit(tiny_clip, scene(), "a blue square", fit_steps=1)
     assert invert_call["config"].schedule.lr == tasks.DEFAULT_EDIT_LR < ScheduleConfig().lr
     assert invert_call["config"].steps == tasks.DEFAULT_EDIT_STEPS
+    with pytest.raises(RuntimeError, match="captured"):  # a config derived from EDIT_CONFIG keeps them
+        edit(tiny_clip, scene(), "a blue square", dataclasses.replace(tasks.EDIT_CONFIG, width=48), fit_steps=1)
+    assert invert_call["config"].schedule.lr == tasks.DEFAULT_EDIT_LR
     parser = build_parser()
     common = ["--model", "m", "--out", "o.png"]
     assert parser.parse_args(["edit", "--image", "i.png", "--edit", "x", *common]).lr == tasks.DEFAULT_EDIT_LR
