@@ -37,7 +37,7 @@ from .awp import SeedConfig, fit_seeds
 from .bank import ReferenceBank
 from .cli_args import add_inr_arguments, add_model_arguments, inr_config_from_args
 from .clip_models import ClipBundle
-from .image_io import atomic_write, pil_to_tensor
+from .image_io import atomic_write, pil_to_tensor, upright_rgb
 from .inr import INRConfig
 from .procrustes import fit_global_procrustes
 
@@ -69,16 +69,18 @@ class BuildReport:
     seed_seconds: float = 0.0  # AWP seed fitting
     shards_total: int = 0
     shards_resumed: int = 0  # shards found finished from an earlier, interrupted run
+    with_seeds: bool = True  # False for an embeddings-only build (no seed time to report)
 
     def summary(self) -> str:
         skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(self.skipped.items())) or "none"
         def rate(n: int, seconds: float) -> str:
             return f"{n / seconds:.1f}/s" if seconds > 0 else "n/a"
 
+        seeds = (f"seeds {self.seed_seconds:.1f}s ({rate(self.count, self.seed_seconds)})" if self.with_seeds
+                 else "no seeds (embeddings only)")
         return (f"bank {self.path}: {self.count} pairs; skipped: {skipped}; shards {self.shards_total} "
                 f"({self.shards_resumed} resumed); load {self.load_seconds:.1f}s, embed {self.embed_seconds:.1f}s "
-                f"({rate(self.count, self.load_seconds + self.embed_seconds)} images incl. loading), "
-                f"seeds {self.seed_seconds:.1f}s ({rate(self.count, self.seed_seconds)})")
+                f"({rate(self.count, self.load_seconds + self.embed_seconds)} images incl. loading), {seeds}")
 
 
 # --- reading the source -----------------------------------------------------------------------
@@ -157,12 +159,13 @@ def _read_jsonl(source: Path, skipped: Counter) -> list[tuple[str, str]]:
 
 
 def load_square_image(path: str, size: int) -> torch.Tensor:
-    """(3, size, size) in [0, 1]: shorter side resized to ``size`` (bicubic), centre crop (CLIP's preprocessing)."""
+    """(3, size, size) in [0, 1]: upright, shorter side resized to ``size`` (bicubic), centre crop
+    (CLIP's preprocessing)."""
     from PIL import Image
 
     with Image.open(path) as image:
         image.draft("RGB", (size, size))  # JPEG: decode at reduced scale when much larger
-        image = image.convert("RGB")
+        image = upright_rgb(image)
         w, h = image.size
         scale = size / min(w, h)
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -241,7 +244,7 @@ def build_bank(
     _start_or_check_manifest(parts, settings)
 
     shards = [list(range(s, min(s + batch_size, len(entries)))) for s in range(0, len(entries), batch_size)]
-    report = BuildReport(path=output, count=0, shards_total=len(shards))
+    report = BuildReport(path=output, count=0, shards_total=len(shards), with_seeds=with_seeds)
     bar = _make_bar(progress, len(entries))
     done = 0
     try:

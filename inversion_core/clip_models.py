@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ._grad import make_autograd_ready
+from ._paths import existing_file
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 FOLDER_CONFIG_NAME = "open_clip_config.json"  # open_clip's Hugging Face layout: one folder per model
@@ -138,19 +139,13 @@ def load_clip(
 
     import open_clip
 
+    path = None if weights is None else _weights_file(weights, list_pretrained(name) if builtin else [])
     if builtin:
         model_cfg = open_clip.get_model_config(name)
     model = _build_model(name, model_cfg, seed)
-    if weights is None:
+    if path is None:
         fingerprint = f"random-seed{seed}"
     else:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"weights file {weights!r} not found (looked at {path.resolve()}). Pass the path of a "
-                f".safetensors/.bin/.pt file, or an open_clip pretrained tag such as "
-                f"{(list_pretrained(name) or ['<none for this architecture>'])[0]!r} when online."
-            )
         _load_weights(model, path, name)
         fingerprint = _file_fingerprint(path)
     tokenizer = _make_tokenizer(name, model_cfg, builtin)
@@ -166,12 +161,29 @@ def _looks_like_path(value: str) -> bool:
     return os.sep in value or "/" in value or value.lower().endswith(WEIGHT_SUFFIXES) or Path(value).exists()
 
 
+def _weights_file(weights: str, tags: Sequence[str]) -> Path:
+    """The local weights file ``weights`` names, checked before the model is built: a missing file,
+    a folder, or a model config passed as weights each get their own message. ``tags`` are the
+    architecture's open_clip pretrained tags, offered as the alternative when there are any."""
+    tag_hint = f", or an open_clip pretrained tag such as {tags[0]!r} when online" if tags else ""
+    path = existing_file(weights, "weights file", f". Pass the path of a .safetensors/.bin/.pt file{tag_hint}.")
+    if path.suffix.lower() == ".json":
+        raise ValueError(
+            f"{weights!r} is a JSON model config, not weights: pass it as the architecture (--model on the "
+            "command line, architecture= in Python) and the weights file as weights (--weights / weights=)"
+        )
+    return path
+
+
 def _read_config_json(path: Path) -> tuple[dict, dict]:
     """(model_cfg, preprocess_cfg) from either open_clip JSON layout."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"could not read model config {str(path)!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"model config {str(path)!r} holds a JSON {type(data).__name__}, not an object: "
+                         "use open_clip's model config format ({\"embed_dim\", \"vision_cfg\", \"text_cfg\"})")
     model_cfg = data.get("model_cfg", data)
     if not isinstance(model_cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg):
         raise ValueError(
@@ -185,11 +197,38 @@ def config_for_weights(weights: str | os.PathLike) -> str | None:
     """The ``architecture`` that describes a local weights file, or None: its same-stem ``.json``
     (``ViT-B-32.safetensors`` + ``ViT-B-32.json``), else its folder when that holds
     ``open_clip_config.json`` (how open_clip models are laid out on the Hugging Face hub)."""
-    sibling = Path(weights).with_suffix(".json")
+    weights = Path(weights).expanduser()
+    sibling = weights.with_suffix(".json")
     if sibling.is_file():
         return str(sibling)
-    folder = Path(weights).parent
+    folder = weights.parent
     return str(folder) if (folder / FOLDER_CONFIG_NAME).is_file() else None
+
+
+def _architecture_for_weights(weights: str | None) -> str:
+    """The architecture when only weights were given: the config found beside the weights file."""
+    if weights is None:
+        raise ValueError(
+            "no CLIP architecture given: pass an open_clip name such as 'ViT-B-32' or a model-config .json "
+            "(--model on the command line, architecture= in Python); random weights need one too. Or pass a "
+            "weights file with its config beside it (--weights / weights=)."
+        )
+    if not _looks_like_path(weights):
+        raise ValueError(
+            f"{weights!r} is not a file here, so it would be an open_clip pretrained tag, which needs an "
+            "architecture: pass one such as 'ViT-B-32' (--model / architecture=), or the path of a weights file"
+        )
+    _weights_file(weights, [])
+    architecture = config_for_weights(weights)
+    if architecture is None:
+        sibling = Path(weights).expanduser().with_suffix(".json")
+        raise ValueError(
+            f"no architecture given and no config found for the weights (looked for {str(sibling)!r} and "
+            f"{FOLDER_CONFIG_NAME!r} beside them); pass the architecture, e.g. 'ViT-B-32' or a config .json "
+            "(--model ViT-B-32 on the command line, architecture='ViT-B-32' in Python), or put the model's "
+            "config JSON there"
+        )
+    return architecture
 
 
 def _resolve_config(architecture: str | None, weights: str | None) -> tuple[str, dict | None, dict, str | None]:
@@ -197,16 +236,7 @@ def _resolve_config(architecture: str | None, weights: str | None) -> tuple[str,
     import open_clip
 
     if architecture is None:
-        if weights is None:
-            raise ValueError("load_clip needs an architecture (e.g. 'ViT-B-32'), a config .json, or weights")
-        architecture = config_for_weights(weights)
-        if architecture is None:
-            sibling = Path(weights).with_suffix(".json")
-            raise ValueError(
-                f"no architecture given and no config found for the weights (looked for {str(sibling)!r} and "
-                f"{FOLDER_CONFIG_NAME!r} beside them); pass architecture='ViT-B-32' (or another open_clip name) "
-                "or put the model's config JSON there"
-            )
+        architecture = _architecture_for_weights(weights)
 
     path = Path(architecture).expanduser()
     if architecture.lower().endswith(".json") or path.is_dir():
@@ -349,7 +379,7 @@ def _offline_help(what: str, exc: Exception) -> ValueError:
         f"could not fetch {what} ({type(exc).__name__}: {exc}). This machine is probably offline. "
         "Download the weights elsewhere as a .safetensors file, put it in your models folder "
         "(ComfyUI: models/clip_inversion/) and pass its path as weights, with the open_clip "
-        "architecture name as architecture."
+        "architecture name as architecture (--weights and --model on the command line)."
     )
 
 

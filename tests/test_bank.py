@@ -164,6 +164,7 @@ def test_csv_and_jsonl_sources(image_folder, tmp_path, tiny_clip):
     report = _build(csv_path, tmp_path / "csv.safetensors", tiny_clip, with_seeds=False)
     assert report.count == 1 and report.skipped == {"empty_caption": 1, "unreadable_image": 2}
     assert not load_bank(report.path).has_seeds
+    assert report.summary().endswith("no seeds (embeddings only)")  # not a rate over 0 s of seed fitting
 
     jsonl = image_folder / "pairs.jsonl"
     jsonl.write_text('{"path": "img01.png", "caption": "a red square"}\nnot json\n{"caption": "no path"}\n\n'
@@ -294,3 +295,23 @@ def test_seed_with_other_inr_config_fails_clearly(built_bank):
         no_seeds.seed_inr([0], SEED_INR)
     with pytest.raises(ValueError, match=r"seed indices must be in 0\.\.7"):
         bank.seed_inr([8], SEED_INR)
+
+
+def test_bank_images_are_read_upright_and_high_bit_depth_scaled(tmp_path):
+    """The bank's loader resizes in PIL; it must see what load_image sees: a 16-bit scan is not clipped
+    to white, and a phone photo stored sideways is turned upright before the centre crop."""
+    import numpy as np
+    from PIL import Image
+
+    grey16 = tmp_path / "grey16.png"
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(grey16)
+    torch.testing.assert_close(bank_build.load_square_image(str(grey16), 4), torch.full((3, 4, 4), 128 / 255))
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255  # stored landscape, white on the left; EXIF says "rotate 90° clockwise"
+    stored = Image.fromarray(pixels)
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = bank_build.load_square_image(str(tmp_path / "phone.jpg"), 20)  # the centre crop of a portrait
+    assert upright.mean() > 0.45 and upright[:, :8].mean() > 0.9 and upright[:, 12:].mean() < 0.1

@@ -131,3 +131,48 @@ def test_unknown_pretrained_tag_lists_tags():
 def test_bad_precision_is_rejected(tiny_clip_config):
     with pytest.raises(ValueError, match="precision must be one of"):
         load_clip(tiny_clip_config, precision="fp8")
+
+
+def test_missing_weights_without_architecture_says_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"weights file '.*nothere\.safetensors' not found"):
+        load_clip(weights=tmp_path / "nothere.safetensors")
+
+
+def test_a_directory_as_weights_is_reported_as_a_directory(tiny_clip_config, tmp_path):
+    for architecture in (None, tiny_clip_config):
+        with pytest.raises(IsADirectoryError, match=r"weights file .* is a directory, not a file"):
+            load_clip(architecture, tmp_path)
+
+
+def test_a_model_config_as_weights_says_where_it_belongs(tiny_clip_config):
+    for architecture in (None, tiny_clip_config):
+        with pytest.raises(ValueError, match=r"is a JSON model config, not weights: pass it as the architecture "
+                                             r"\(--model") as info:
+            load_clip(architecture, tiny_clip_config)
+        assert "weights_only" not in str(info.value)
+
+
+def test_a_config_that_is_not_an_object_is_refused(tmp_path):
+    config = tmp_path / "list.json"
+    config.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"'.*list\.json' holds a JSON list, not an object"):
+        load_clip(config)
+
+
+def test_no_architecture_and_no_weights_names_flag_and_argument():
+    with pytest.raises(ValueError, match=r"no CLIP architecture given.*--model.*architecture=.*random weights"):
+        load_clip()
+
+
+def test_a_tag_without_architecture_asks_for_the_architecture():
+    with pytest.raises(ValueError, match=r"'openai' is not a file here.*pretrained tag.*needs an architecture"):
+        load_clip(weights="openai")
+
+
+def test_missing_weights_offer_a_pretrained_tag_only_where_there_are_tags(tiny_clip_config, tmp_path):
+    missing = tmp_path / "nothere.safetensors"
+    with pytest.raises(FileNotFoundError) as info:
+        load_clip(tiny_clip_config, missing)  # a custom config: no pretrained tags
+    assert "pretrained tag" not in str(info.value) and "<none" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match=r"pretrained tag such as 'openai'"):
+        load_clip("ViT-B-32", missing)
