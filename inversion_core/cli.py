@@ -1,45 +1,83 @@
 """Command line: ``python -m inversion_core generate|reconstruct|style|edit|render ...``.
 
-A thin layer over the public API: parse arguments into a RunConfig, load the CLIP, call one task
-function, write PNGs (and optionally the INR, to re-render it at another size with ``render``).
+A thin layer over the public API: parse arguments into a RunConfig, check the device and the output
+paths, load the CLIP, call one task function, write PNGs (and optionally the INR, to re-render it at
+another size with ``render``). Bad input ends in ``error: ...`` with status 2 before any slow work
+where it can be seen up front; Ctrl-C ends in ``interrupted`` with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO
+
+import torch
 
 from . import bank_build
+from ._paths import check_writable_file
 from .augment import AugmentConfig
 from .bank import load_bank
 from .bank_guidance import add_bank_arguments, bank_options_from_args
 from .cli_args import add_inr_arguments, add_model_arguments, inr_config_from_args
-from .clip_models import load_clip
-from .image_io import load_image, load_inr, save_image, save_inr
-from .optimise import AUTOCAST_PRECISIONS, COMPILE_MODES, InversionResult, RunConfig, StepProgress
+from .clip_models import PRECISIONS, ClipBundle, load_clip
+from .devices import check_device
+from .image_io import image_format, load_image, load_inr, save_image, save_inr
+from .optimise import (AUTOCAST_PRECISIONS, COMPILE_MODES, InversionResult, RunConfig, StepProgress,
+                       autocast_dtype)
 from .schedules import SCHEDULES, ScheduleConfig
 from .tasks import DEFAULT_CONTENT_WEIGHT, DEFAULT_EDIT_LR, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_STRENGTH, DEFAULT_FIT_STEPS
 
 
 class ProgressBar:
-    """A one-line terminal progress bar fed by the optimiser's step callback."""
+    """A one-line terminal progress bar per phase: ``fit`` (style/edit fit the INR to the image first)
+    and ``optimise``. Each phase's rate counts from the end of the one before, so the fit's speed
+    does not dilute the optimiser's. Used as a context manager, it ends a bar cut short (an error,
+    Ctrl-C, an early stop) so whatever is printed next starts on its own line."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
-        self.stream, self.width, self.start = stream, width, time.perf_counter()
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream, self.width = stream or sys.stderr, width  # sys.stderr as it is now (tests swap it)
+        self.phase: str | None = None
+        self.phase_start = self.last_update = time.perf_counter()
+        self.line_open = False
+
+    def __enter__(self) -> "ProgressBar":
+        self.phase_start = self.last_update = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.end_line()
 
     def __call__(self, progress: StepProgress) -> None:
-        done = progress.step / progress.total
-        rate = progress.step / max(time.perf_counter() - self.start, 1e-9)
-        bar = "#" * round(done * self.width)
-        self.stream.write(
-            f"\r[{bar:<{self.width}}] step {progress.step}/{progress.total} loss {progress.loss:.4f} {rate:.1f} it/s"
-        )
-        if progress.step == progress.total:
+        """The optimiser's step callback."""
+        self.show("optimise", progress.step, progress.total, f" loss {progress.loss:.4f}")
+
+    def fit(self, step: int, total: int) -> None:
+        """The fitting phase's callback."""
+        self.show("fit", step, total)
+
+    def show(self, phase: str, step: int, total: int, detail: str = "") -> None:
+        now = time.perf_counter()
+        if phase != self.phase:
+            self.end_line()
+            self.phase, self.phase_start = phase, self.last_update
+        self.last_update = now
+        rate = step / max(now - self.phase_start, 1e-9)
+        bar = "#" * round(step / total * self.width)
+        self.stream.write(f"\r{phase:<8} [{bar:<{self.width}}] step {step}/{total}{detail} {rate:.1f} it/s")
+        self.line_open = step < total
+        if not self.line_open:
             self.stream.write("\n")
         self.stream.flush()
+
+    def end_line(self) -> None:
+        if self.line_open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.line_open = False
 
 
 def _add_run_args(parser: argparse.ArgumentParser, steps: int, lr: float = ScheduleConfig().lr) -> None:
@@ -120,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a folder written by batch")
     evaluate.add_argument("--dir", type=Path, required=True, help="folder written by the batch command")
-    evaluate.add_argument("--judge", help="optional judge as module:function, e.g. benchmarks.toyworld.judge:judge_prompt")
+    evaluate.add_argument("--judge", help="optional judge as module:function, e.g. benchmarks.toyworld.judge:judge_caption")
     add_model_arguments(evaluate)
 
     bank = commands.add_parser("bank", help="reference banks for Procrustes, blending and seed init")
@@ -142,28 +180,99 @@ def _output_paths(out: Path, count: int) -> list[Path]:
     return [out] if count == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}") for i in range(count)]
 
 
-def _run_task(args: argparse.Namespace) -> InversionResult:
-    from . import tasks
+def _checked_output_paths(args: argparse.Namespace, count: int) -> list[Path]:
+    """The ``count`` image paths ``--out`` stands for, and ``--save-inr``, checked before the work
+    that produces them: an image suffix PIL writes, not a directory, a writable location, and an
+    INR path that is not one of the images."""
+    paths = _output_paths(args.out, count)
+    for path in paths:
+        image_format(path, "--out")
+        check_writable_file(path, "--out")
+    inr_path = getattr(args, "save_inr", None)
+    if inr_path is not None:
+        check_writable_file(inr_path, "--save-inr")
+        if any(inr_path.expanduser().resolve() == path.expanduser().resolve() for path in paths):
+            raise ValueError(f"--save-inr {str(inr_path)!r} is also an output image; give the INR its own "
+                             "file name, e.g. --save-inr NAME.safetensors")
+    return paths
 
+
+def _check_precision_pair(args: argparse.Namespace) -> None:
+    """Refuse bf16 weights under fp16 autocast and the reverse: torch fails on them only after the
+    model load, deep inside the first batch norm ('mixed dtype'), and every weight would be cast to
+    a half type it was not stored in. fp32 weights, no autocast, or auto (which follows half
+    weights) go with anything."""
+    weights = PRECISIONS[args.precision]
+    compute = autocast_dtype(args.autocast, torch.device(args.device), weights)
+    if weights == torch.float32 or compute in (None, weights):
+        return
+    raise ValueError(f"--precision {args.precision} (the CLIP's weights) cannot run under --autocast "
+                     f"{args.autocast}: use --autocast {args.precision}, auto or fp32 with these weights, "
+                     f"or --precision fp32")
+
+
+def _check_render_size(width: int, height: int) -> None:
+    """``render`` accepts the sizes the optimising commands render at; RunConfig holds that range."""
+    RunConfig(width=width, height=height)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Checks that need no model or file contents, made before anything slow."""
+    if getattr(args, "device", None) is not None:
+        check_device(args.device)
+    if getattr(args, "autocast", None) is not None:
+        _check_precision_pair(args)
+    if args.command == "render":
+        _check_render_size(args.width, args.height)
+
+
+def _write_images(images: torch.Tensor, paths: list[Path]) -> None:
+    for image, path in zip(images, paths):
+        save_image(image, path)
+        print(path)
+
+
+def _run_task(args: argparse.Namespace) -> None:
+    """generate / reconstruct / style / edit: check the inputs, load the CLIP, optimise, write."""
     config = _run_config(args)  # inputs are checked before the (slow) model load
+    paths = _checked_output_paths(args, len(args.prompt) if args.command == "generate" else 1)
     images = {name: load_image(getattr(args, name)) for name in ("image", "content", "style_image")
               if getattr(args, name, None) is not None}
     clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision)
-    callback = None if args.quiet else ProgressBar()
+    progress = None if args.quiet else ProgressBar()
+    with progress or contextlib.nullcontext():
+        result = _optimise(args, clip, images, config, progress)
+    _write_images(result.images, paths)  # the images first: a failing --save-inr must not lose them
+    if args.save_inr:
+        save_inr(result.inr, args.save_inr)
+
+
+def _optimise(args: argparse.Namespace, clip: ClipBundle, images: dict[str, torch.Tensor], config: RunConfig,
+              progress: ProgressBar | None) -> InversionResult:
+    from . import tasks
+
+    fit_progress = None if progress is None else progress.fit
     if args.command == "generate":
         bank = load_bank(args.bank, clip) if args.bank else None
         return tasks.text_to_image(clip, args.prompt, config, negative_prompt=args.negative, seed=args.seed,
-                                   callback=callback, bank=bank, bank_options=bank_options_from_args(args))
+                                   callback=progress, bank=bank, bank_options=bank_options_from_args(args))
     if args.command == "reconstruct":
-        return tasks.reconstruct(clip, images["image"], config, seed=args.seed, callback=callback)
+        return tasks.reconstruct(clip, images["image"], config, seed=args.seed, callback=progress)
     if args.command == "style":
         style = args.style if args.style is not None else images["style_image"]
         return tasks.style_transfer(clip, images["content"], style, config, content_weight=args.content_weight,
-                                    fit_steps=args.fit_steps, seed=args.seed, callback=callback)
+                                    fit_steps=args.fit_steps, seed=args.seed, callback=progress,
+                                    fit_callback=fit_progress)
     if args.command == "edit":
-        return tasks.edit(clip, images["image"], args.edit, config, source_prompt=args.source,
-                          strength=args.strength, fit_steps=args.fit_steps, seed=args.seed, callback=callback)
+        return tasks.edit(clip, images["image"], args.edit, config, source_prompt=args.source, strength=args.strength,
+                          fit_steps=args.fit_steps, seed=args.seed, callback=progress, fit_callback=fit_progress)
     raise ValueError(f"unknown command {args.command!r}")
+
+
+def _run_render(args: argparse.Namespace) -> None:
+    inr = load_inr(args.inr)
+    paths = _checked_output_paths(args, inr.batch_size)
+    _write_images(inr.render(args.height, args.width), paths)
 
 
 def _run_batch(args: argparse.Namespace) -> None:
@@ -195,46 +304,43 @@ def _run_batch(args: argparse.Namespace) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    import json
+    from .evaluate import evaluate_folder, format_summary, load_judge, report_path, save_report
 
-    from .evaluate import evaluate_folder, format_summary, load_judge
-
+    path = report_path(args.dir)  # a missing or read-only folder is refused before the slow scoring
     judge = load_judge(args.judge) if args.judge else None
     clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision) if (
         args.model or args.weights) else None
     if clip is None and judge is None:
         raise ValueError("evaluate needs a CLIP (--model/--weights) for CLIP scores, a --judge, or both")
     report = evaluate_folder(args.dir, clip, judge)
-    path = args.dir / "evaluation.json"
-    path.write_text(json.dumps(report, indent=1))
-    print(format_summary(report["summary"]))
-    print(path)
+    print(format_summary(report["summary"]))  # shown before saving
+    print(save_report(report, path))
+
+
+def _run_command(args: argparse.Namespace) -> None:
+    if args.command == "batch":
+        _run_batch(args)
+    elif args.command == "evaluate":
+        _run_evaluate(args)
+    elif args.command == "bank":
+        bank_build.run_from_args(args)
+    elif args.command == "render":
+        _run_render(args)
+    else:
+        _run_task(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; bad input exits with ``error: ...`` and status 2, Ctrl-C with status 130
+    (files are written atomically, so an interrupted run leaves no partial file)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "batch":
-            _run_batch(args)
-            return 0
-        if args.command == "evaluate":
-            _run_evaluate(args)
-            return 0
-        if args.command == "bank":
-            bank_build.run_from_args(args)
-            return 0
-        if args.command == "render":
-            inr = load_inr(args.inr)
-            images = inr.render(args.height, args.width)
-        else:
-            result = _run_task(args)
-            images = result.images
-            if args.save_inr:
-                save_inr(result.inr, args.save_inr)
-    except (ValueError, FileNotFoundError, MemoryError) as exc:
+        _check_args(args)
+        _run_command(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, MemoryError) as exc:
         parser.exit(2, f"error: {exc}\n")
-    for image, path in zip(images, _output_paths(args.out, len(images))):
-        save_image(image, path)
-        print(path)
     return 0

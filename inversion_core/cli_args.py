@@ -12,9 +12,9 @@ from .inr import OUTPUTS, INRConfig
 def add_model_arguments(parser: argparse.ArgumentParser, title: str = "CLIP model") -> None:
     group = parser.add_argument_group(title)
     group.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32), a model-config .json, or hf-hub:org/repo; "
-                       "may be omitted when --weights has a same-name .json beside it")
+                       "may be omitted when --weights has a same-name .json (or open_clip_config.json) beside it")
     group.add_argument("--weights", help="a .safetensors/.bin/.pt file or an open_clip pretrained tag (online only); "
-                       "omit for random weights")
+                       "omit for random weights (which need --model)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     group.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS),
                        help="CLIP weight storage precision (default fp32; see --autocast for mixed precision)")

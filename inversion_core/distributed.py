@@ -14,6 +14,8 @@ from typing import Iterator
 
 import torch
 
+from .devices import check_device
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -39,11 +41,10 @@ def dist_env() -> DistEnv:
 
 
 def rank_device(requested: str, env: DistEnv) -> torch.device:
-    """'cuda' means this rank's own GPU (cuda:LOCAL_RANK); anything explicit is kept."""
-    device = torch.device(requested)
+    """'cuda' means this rank's own GPU (cuda:LOCAL_RANK); anything explicit is kept. A device this
+    machine lacks is refused by :func:`devices.check_device`."""
+    device = check_device(requested)
     if device.type == "cuda" and device.index is None:
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was requested but no CUDA GPU is visible; use --device cpu")
         device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     return device

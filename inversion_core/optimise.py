@@ -185,7 +185,7 @@ def _optimise(clips, inr, vectors, weights, config: RunConfig, seeds, loss_terms
     optimizer = torch.optim.Adam(groups)
     augmenters = [Augmenter(config.augment, clip.image_size) for clip in clips]
     generators = seed_generators(seeds, device)
-    amp = autocast_dtype(config.precision, device)
+    amp = autocast_dtype(config.precision, device, clips[0].dtype)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 and device.type == "cuda" else None
     render_fn = maybe_compile(inr.forward, config.compile)
     encoders = [maybe_compile(clip.encode_image, config.compile) for clip in clips]
@@ -239,12 +239,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device,
+                   weights: torch.dtype = torch.float32) -> torch.dtype | None:
     """The autocast dtype of the CLIP pass, or None for plain fp32. 'auto' uses bf16 on CUDA (fp16
-    on GPUs without bf16) and fp32 on CPU, where autocast is slower than fp32."""
+    on GPUs without bf16), or the weights' own half type when they are stored in one (layers that
+    autocast leaves alone, e.g. batch norm, cannot mix bf16 and fp16), and fp32 on CPU, where
+    autocast is slower than fp32."""
     if precision == "auto":
         if device.type != "cuda":
             return None
+        if weights in (torch.float16, torch.bfloat16):
+            return weights
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 

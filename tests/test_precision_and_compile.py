@@ -11,6 +11,9 @@ def test_auto_precision_is_fp32_on_cpu_and_bf16_names_resolve():
     assert autocast_dtype("auto", torch.device("cpu")) is None
     assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     assert autocast_dtype("fp32", torch.device("cuda")) is None
+    for half in (torch.float16, torch.bfloat16):  # auto follows weights stored in a half type
+        assert autocast_dtype("auto", torch.device("cuda"), half) == half
+        assert autocast_dtype("auto", torch.device("cpu"), half) is None
 
 
 def test_bf16_autocast_path_runs_and_stays_close_to_fp32(tiny_clip, tiny_run):
