@@ -16,6 +16,7 @@ method uses all three, and publishes none of k, τ, β.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -198,6 +199,13 @@ def add_bank_arguments(parser) -> None:
 
 
 def bank_options_from_args(args) -> BankOptions:
-    """BankOptions from the arguments added by :func:`add_bank_arguments`."""
-    return BankOptions(procrustes=args.procrustes, procrustes_k=args.procrustes_k, blend_beta=args.blend_beta,
-                       blend_k=args.blend_k, blend_tau=args.blend_tau, use_seed=not args.no_seed)
+    """BankOptions from the arguments added by :func:`add_bank_arguments`; bank options given
+    without ``--bank`` are refused rather than silently ignored."""
+    options = BankOptions(procrustes=args.procrustes, procrustes_k=args.procrustes_k, blend_beta=args.blend_beta,
+                          blend_k=args.blend_k, blend_tau=args.blend_tau, use_seed=not args.no_seed)
+    if args.bank is None and options != BankOptions():
+        changed = [f.name for f in dataclasses.fields(options)
+                   if getattr(options, f.name) != getattr(BankOptions(), f.name)]
+        raise ValueError(f"bank options ({', '.join(changed)}) only apply with a reference bank: add --bank FILE "
+                         "(built with `bank build`), or drop them")
+    return options

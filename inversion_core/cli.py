@@ -224,6 +224,8 @@ def _check_args(args: argparse.Namespace) -> None:
         _check_precision_pair(args)
     if args.command == "render":
         _check_render_size(args.width, args.height)
+    if hasattr(args, "no_seed"):  # generate and batch: bank options need --bank
+        bank_options_from_args(args)
 
 
 def _write_images(images: torch.Tensor, paths: list[Path]) -> None:

@@ -271,3 +271,11 @@ def test_progress_rate_is_per_phase(monkeypatch):
     fit_line, optimise_line = stream.getvalue().rstrip("\n").split("\n")
     assert fit_line.endswith("step 2/2 0.2 it/s")  # 2 fit steps in 10 s
     assert optimise_line.endswith("step 2/2 loss 0.0000 2.0 it/s")  # 2 steps in the 1 s after the fit
+
+
+@pytest.mark.parametrize("option", [["--procrustes", "global"], ["--blend-beta", "0.5"], ["--no-seed"]])
+def test_bank_options_without_a_bank_are_refused_not_ignored(option, tiny_clip_config, tmp_path, capsys, monkeypatch):
+    _refuse_model_load(monkeypatch)
+    err = _exit_message(["generate", "--model", str(tiny_clip_config), "--prompt", "x", "--out",
+                         str(tmp_path / "x.png"), *option, *TINY], capsys)
+    assert "only apply with a reference bank: add --bank FILE" in err
