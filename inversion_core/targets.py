@@ -7,6 +7,7 @@ own embedding space. Negative weights push away (negative prompts).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,13 +63,33 @@ def text_target(prompt: str, weight: float = 1.0) -> Target:
     return Target((TargetTerm(repr(text), _check_weight(weight), lambda clip: clip.encode_text([text])[0]),))
 
 
+def check_pixels(images: torch.Tensor, name: str) -> torch.Tensor:
+    """``images`` clamped to [0, 1] (resampling overshoots a little), or a ValueError naming ``name``
+    for what is clearly not [0, 1] pixels: a uint8 or 0..255 tensor, or [-1, 1] ones, would otherwise
+    reach CLIP as a saturated image without complaint."""
+    if not torch.is_floating_point(images):
+        raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {images.dtype}; "
+                         f"convert with images.float() / 255")
+    if images.numel():
+        low, high = (v.item() for v in images.detach().aminmax())
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"{name} holds NaN or infinite values")
+        if high > 2:
+            raise ValueError(f"{name} must hold pixels in [0, 1], got values up to {high:g}: divide 0..255 pixels "
+                             "by 255")
+        if low < -0.5:
+            raise ValueError(f"{name} must hold pixels in [0, 1], got values down to {low:g}: map [-1, 1] pixels "
+                             "with (images + 1) / 2")
+    return images.clamp(0, 1)
+
+
 def image_target(image: torch.Tensor, weight: float = 1.0) -> Target:
     """The CLIP image embedding of ``image`` ((3, H, W) or (1, 3, H, W) in [0, 1])."""
     if image.ndim == 3:
         image = image.unsqueeze(0)
     if image.ndim != 4 or image.shape[:2] != (1, 3):
         raise ValueError(f"image target must be one image of shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-    pixels = image.detach().float().clone()
+    pixels = check_pixels(image, "image target").detach().float().clone()
 
     def embed(clip: ClipBundle) -> torch.Tensor:
         with torch.no_grad():

@@ -22,7 +22,7 @@ from .inr import FinerINR
 from .losses import ContentLoss, LossTerm
 from .optimise import InversionResult, RunConfig, StepCallback, invert
 from .schedules import ScheduleConfig
-from .targets import Target, TargetTerm, combine_targets, image_target, text_target
+from .targets import Target, TargetTerm, check_pixels, combine_targets, image_target, text_target
 
 Clips = ClipBundle | Sequence[ClipBundle]
 DEFAULT_FIT_STEPS = 300  # pixel-regression steps before style transfer / editing (ours)
@@ -181,7 +181,7 @@ def _as_batch(images: torch.Tensor, name: str) -> torch.Tensor:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"{name} must have shape (B, 3, H, W) or (3, H, W), got {tuple(images.shape)}")
-    return images
+    return check_pixels(images, name)
 
 
 def _sized_like(config: RunConfig, image: torch.Tensor) -> RunConfig:

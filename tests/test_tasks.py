@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inversion_core import INRConfig, edit, fit_inr_to_image, reconstruct, style_transfer
+from inversion_core import INRConfig, edit, fit_inr_to_image, image_target, reconstruct, style_transfer
+from inversion_core.targets import check_pixels
 
 
 def scene(height=32, width=32):
@@ -122,6 +123,16 @@ def test_task_input_errors(tiny_clip, tiny_run):
         edit(tiny_clip, scene(), " ", tiny_run)
     with pytest.raises(ValueError, match="one content image"):
         style_transfer(tiny_clip, torch.rand(2, 3, 8, 8), "x", tiny_run)
+    with pytest.raises(ValueError, match=r"images must be a float tensor in \[0, 1\], got dtype torch.uint8"):
+        reconstruct(tiny_clip, (scene() * 255).to(torch.uint8), tiny_run)
+    with pytest.raises(ValueError, match=r"content must hold pixels in \[0, 1\], got values up to 229.5: divide"):
+        style_transfer(tiny_clip, scene() * 255, "x", tiny_run)
+    with pytest.raises(ValueError, match=r"images must hold .* down to -0.8: map \[-1, 1\] pixels"):
+        reconstruct(tiny_clip, scene() * 2 - 1, tiny_run)
+    with pytest.raises(ValueError, match="image target holds NaN or infinite values"):
+        image_target(torch.full((3, 8, 8), float("nan")))
+    overshoot = scene() * 1.1 - 0.05  # a bicubic resize overshoots [0, 1] a little: clamped, not refused
+    torch.testing.assert_close(check_pixels(overshoot, "image"), overshoot.clamp(0, 1))
     with pytest.raises(ValueError, match="edit strength must be a finite number, got nan"):
         edit(tiny_clip, scene(), "a blue square", tiny_run, strength=float("nan"), fit_steps=1)
     with pytest.raises(ValueError, match="content weight must be a finite number >= 0, got nan"):
