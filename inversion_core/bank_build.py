@@ -22,6 +22,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -177,10 +178,27 @@ def load_square_image(path: str, size: int) -> torch.Tensor:
 # --- building ---------------------------------------------------------------------------------
 
 
-def _fingerprint(entries: Sequence[Entry]) -> str:
+def read_usable_entries(source: str | os.PathLike) -> tuple[list[Entry], Counter]:
+    """``read_entries``, refusing a source that yields no (image, caption) pair at all."""
+    entries, skipped = read_entries(source)
+    if not entries:
+        raise ValueError(f"bank source {str(source)!r} holds no usable (image, caption) pairs; skipped: "
+                         f"{dict(skipped) or 'nothing found'}. Each image needs a non-empty caption.")
+    return entries, skipped
+
+
+def entries_fingerprint(entries: Sequence[Entry]) -> str:
+    """What a bank was built from: every image's path, size and modification time, and its caption.
+    Recorded in the bank (``build_info``) and in an interrupted build's manifest, so a reuse or a
+    resume notices an edited caption or a replaced image, not only added or removed files."""
     digest = hashlib.sha256()
     for e in entries:
-        digest.update(f"{e.path}\t{e.caption}\n".encode("utf-8"))
+        try:
+            stat = os.stat(e.path)
+            state = f"{stat.st_size}\t{stat.st_mtime_ns}"
+        except OSError:  # a listed image that is not there: skipped as unreadable by the build
+            state = "missing"
+        digest.update(f"{e.path}\t{state}\t{e.caption}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -222,13 +240,10 @@ def build_bank(
         raise ValueError(f"bank output {str(output)!r} must end in .safetensors, e.g. {output.stem}.safetensors")
     if not 1 <= batch_size <= 4096:
         raise ValueError(f"batch_size must be in 1..4096, got {batch_size}")
-    entries, skipped = read_entries(source)
-    if not entries:
-        raise ValueError(f"bank source {str(source)!r} holds no usable (image, caption) pairs; skipped: "
-                         f"{dict(skipped) or 'nothing found'}. Each image needs a non-empty caption.")
+    entries, skipped = read_usable_entries(source)
     settings = {
         "shard_version": _SHARD_VERSION,
-        "source_fingerprint": _fingerprint(entries),
+        "source_fingerprint": entries_fingerprint(entries),
         "entries": len(entries),
         "clip_identity": clip.identity,
         "embed_size": clip.image_size,
@@ -263,7 +278,8 @@ def build_bank(
     finally:
         getattr(bar, "close", lambda: None)()
 
-    bank = _assemble(parts, len(shards), clip, inr_config, seed_config, with_seeds, skipped, report)
+    bank = _assemble(parts, len(shards), clip, inr_config, seed_config, with_seeds, skipped, report,
+                     {"source_fingerprint": settings["source_fingerprint"], "random_seed": random_seed})
     bank.save(output)
     shutil.rmtree(parts, ignore_errors=True)
     report.count = len(bank)
@@ -352,7 +368,8 @@ def _read_shard(path: Path) -> dict[str, Any] | None:
 
 
 def _assemble(parts: Path, n_shards: int, clip, inr_config, seed_config, with_seeds, skipped: Counter,
-              report: BuildReport) -> ReferenceBank:
+              report: BuildReport, recorded: dict[str, Any]) -> ReferenceBank:
+    """The bank from the finished shards; ``recorded`` (what it was built from) joins its build_info."""
     tensors: dict[str, list[torch.Tensor]] = {}
     captions, sources = [], []
     skipped = Counter(skipped)
@@ -385,6 +402,7 @@ def _assemble(parts: Path, n_shards: int, clip, inr_config, seed_config, with_se
         seed_psnr=cat.get("seed_psnr"),
         global_rotation=fit_global_procrustes(text_e, image_e),
         build_info={
+            **recorded,
             "skipped": dict(skipped),
             "load_seconds": round(report.load_seconds, 3),
             "embed_seconds": round(report.embed_seconds, 3),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from enum import Enum
 
 import comfy.model_management as mm
@@ -21,7 +22,7 @@ from comfy_api.latest import io
 from ..inversion_core import INRConfig
 from ..inversion_core.awp import SeedConfig
 from ..inversion_core.bank import ReferenceBank, load_bank
-from ..inversion_core.bank_build import DEFAULT_BATCH_SIZE, build_bank, read_entries
+from ..inversion_core.bank_build import DEFAULT_BATCH_SIZE, Entry, build_bank, entries_fingerprint, read_usable_entries
 from . import comfy_bridge
 from .common import CATEGORY, BankType, ClipType, InrSettingsType, choice, make_schema
 from .settings import INR_DEFAULTS
@@ -29,7 +30,6 @@ from .settings import INR_DEFAULTS
 BANK_CATEGORY = f"{CATEGORY}/reference bank"
 SEED_DEFAULTS = SeedConfig()
 MAX_RANDOM_SEED = 2**32 - 1  # entry i uses random_seed + i
-PARTS_SUFFIX = ".parts"  # build_bank keeps an interrupted build in <output>.parts/
 
 log = logging.getLogger("clip_inversion")
 
@@ -175,12 +175,11 @@ def seed_fit_bytes(inr_config: INRConfig, seed_config: SeedConfig, batch_size: i
 
 
 def mismatches(bank: ReferenceBank, clip_identity: str, with_seeds: bool, inr_config: INRConfig,
-               seed_config: SeedConfig, sources: set[str]) -> list[str]:
+               seed_config: SeedConfig, random_seed: int, entries: Sequence[Entry]) -> list[str]:
     """How an existing bank differs from what a build would make now (empty: it is that bank).
 
-    TEMP (notes/nodes_needs.md A8): a bank file does not record its full build settings (source
-    fingerprint, random_seed), so this compares what it does record: CLIP, seeds, INR and seed
-    settings, and the source image paths.
+    Banks record what they were built from (``entries_fingerprint``: paths, file sizes and times,
+    captions; and random_seed); for a bank from before they did, the image paths are compared.
     """
     problems = []
     if bank.clip_identity != clip_identity:
@@ -191,8 +190,16 @@ def mismatches(bank: ReferenceBank, clip_identity: str, with_seeds: bool, inr_co
         problems.append(f"with seed INR settings {bank.inr_config} (requested {inr_config})")
     elif with_seeds and bank.seed_config != seed_config:
         problems.append(f"with seed settings {bank.seed_config} (requested {seed_config})")
+    elif with_seeds and bank.build_info.get("random_seed", random_seed) != random_seed:
+        problems.append(f"with random_seed {bank.build_info['random_seed']} (requested {random_seed})")
+    recorded_from = bank.build_info.get("source_fingerprint")
+    if recorded_from is not None:
+        if recorded_from != entries_fingerprint(entries):
+            problems.append(f"from other images or captions ({len(bank)} pairs; the source now holds "
+                            f"{len(entries)}, or some were edited)")
+        return problems
     unreadable = int(bank.build_info.get("skipped", {}).get("unreadable_image", 0))
-    recorded = set(bank.sources)
+    recorded, sources = set(bank.sources), {e.path for e in entries}
     if not recorded <= sources or len(sources - recorded) > unreadable:
         problems.append(f"from other images ({len(recorded)} pairs; the source now holds {len(sources)})")
     return problems
@@ -340,7 +347,7 @@ class BuildReferenceBank(io.ComfyNode):
         folder = source_path(source)
         # TEMP (nodes_needs A7): build_bank reads the entries itself but reports no total before its
         # first shard, so the node reads them too, for the progress bar's total and the reuse check.
-        entries, _ = read_entries(folder)
+        entries, _ = read_usable_entries(folder)
         outside = [e.path for e in entries if not is_inside(input_folder(), e.path)]
         if outside:
             raise ValueError(f"source {source!r} lists {len(outside)} image(s) outside ComfyUI's input folder, e.g. "
@@ -349,7 +356,7 @@ class BuildReferenceBank(io.ComfyNode):
         if mode is IfExists.REUSE and os.path.isfile(output):
             with torch.inference_mode(False):
                 bank = load_bank(output)
-            problems = mismatches(bank, clip.identity, with_seeds, inr_config, seed_config, {e.path for e in entries})
+            problems = mismatches(bank, clip.identity, with_seeds, inr_config, seed_config, random_seed, entries)
             if problems:
                 raise ValueError(
                     f"bank {name!r} already exists but was built {'; '.join(problems)}. Set if_exists to 'rebuild' "
@@ -360,7 +367,7 @@ class BuildReferenceBank(io.ComfyNode):
 
         memory = seed_fit_bytes(inr_config, seed_config, batch_size) if with_seeds else 0
         (bundle,) = comfy_bridge.load_for_run([clip], memory)
-        interrupted_before = os.path.isdir(output + PARTS_SUFFIX)
+        interrupted_before = os.path.isdir(output + comfy_bridge.PARTS_SUFFIX)
         # build_bank calls back after each finished shard (batch_size images): Cancel takes effect at the
         # next shard boundary and a rerun resumes from the shards on disk. TEMP (notes/nodes_needs.md A7):
         # no callback inside a shard yet, so the node exposes batch_size to make Cancel quicker.

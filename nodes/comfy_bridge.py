@@ -23,14 +23,15 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.utils
 import folder_paths
-from comfy.cli_args import args as comfy_args
 import torch
+from comfy.cli_args import args as comfy_args
 from PIL import Image
 
 from ..inversion_core import ClipBundle, RunConfig, StepProgress
@@ -39,6 +40,7 @@ from ..inversion_core.clip_models import FOLDER_CONFIG_NAME, config_for_weights
 MODEL_FOLDER = "clip_inversion"  # key in folder_paths and directory name under models/
 BANK_FOLDER = "clip_inversion_banks"  # reference banks (.safetensors), same convention
 BANK_SUFFIX = ".safetensors"  # the only format a bank file has
+PARTS_SUFFIX = ".parts"  # an interrupted build keeps its shards in <bank>.safetensors.parts/ (bank_build)
 CONFIG_SUFFIX = ".json"  # open_clip model config next to the weights (same stem)
 HUB_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names on the hub
 MAX_CONFIG_BYTES = 256 * 1024  # model configs are ~1 KB; larger JSON files (tokenizers) are not read
@@ -157,9 +159,11 @@ def resolve_model_file(name: str) -> tuple[str, str | None]:
 
 
 def bank_files() -> list[str]:
-    """Bank files (``.safetensors``) of the bank folders, as relative paths."""
+    """Bank files (``.safetensors``) of the bank folders, as relative paths; the shards of an
+    interrupted build (``<bank>.safetensors.parts/``) are not banks and are left out."""
     register_bank_folder()
-    return sorted(folder_paths.get_filename_list(BANK_FOLDER))
+    return sorted(n for n in folder_paths.get_filename_list(BANK_FOLDER)
+                  if not any(part.endswith(BANK_SUFFIX + PARTS_SUFFIX) for part in Path(n).parts[:-1]))
 
 
 def resolve_bank_file(name: str) -> str:

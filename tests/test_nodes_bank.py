@@ -143,6 +143,7 @@ def test_cancel_keeps_finished_batches_and_a_rerun_resumes(build, comfy_env, mon
     assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "shard_000000.safetensors",
                                                         "shard_000001.safetensors"]
     assert not (_bank_dir() / "built.safetensors").exists()
+    assert _bridge().bank_files() == []  # the shards of an interrupted build are not banks to load
     comfy_env.clear()
     comfy_env.interrupt_after = None
     built.clear()
@@ -175,6 +176,29 @@ def test_existing_file_is_reused_or_rebuilt(build, comfy_env, monkeypatch):
         build(with_seeds=False)
     rebuilt = build(blur=0.0, if_exists="rebuild")
     assert len(built) == 3 and rebuilt.seed_config.blur_sigma == 0.0
+
+
+def test_reuse_notices_edited_captions_replaced_images_and_another_random_seed(build):
+    build()
+    with pytest.raises(ValueError, match=r"already exists but was built with random_seed 0 \(requested 7\)"):
+        build(random_seed=7)
+    caption = next((_input_dir() / "reference_images").glob("*.txt"))
+    caption.write_text("an edited caption")
+    with pytest.raises(ValueError, match="already exists but was built from other images or captions"):
+        build()
+    assert len(build(if_exists="rebuild")) == 6
+    image = next((_input_dir() / "reference_images").glob("*.png"))
+    image.write_bytes(image.read_bytes())  # the same name, a new file (new modification time)
+    os.utime(image, ns=(1, 1))
+    with pytest.raises(ValueError, match="from other images or captions"):
+        build()
+
+
+def test_an_empty_source_says_so_even_when_the_bank_exists(build):
+    build()
+    (_input_dir() / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no usable \\(image, caption\\) pairs"):
+        build(source="empty")
 
 
 def test_embeddings_only_and_source_relative_to_the_input_folder(build, reference_images):
