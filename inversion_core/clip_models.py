@@ -377,9 +377,10 @@ def _make_tokenizer(name: str, model_cfg: dict, builtin: bool) -> Callable[..., 
 def _offline_help(what: str, exc: Exception) -> ValueError:
     return ValueError(
         f"could not fetch {what} ({type(exc).__name__}: {exc}). This machine is probably offline. "
-        "Download the weights elsewhere as a .safetensors file, put it in your models folder "
-        "(ComfyUI: models/clip_inversion/) and pass its path as weights, with the open_clip "
-        "architecture name as architecture (--weights and --model on the command line)."
+        "Download the weights elsewhere as a .safetensors file. In ComfyUI: put it in models/clip_inversion/ "
+        "with its open_clip config beside it (same name, .json), press R and pick it. In Python or on the "
+        "command line: pass its path as weights (--weights) and the open_clip architecture name as "
+        "architecture (--model)."
     )
 
 

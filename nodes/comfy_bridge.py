@@ -283,16 +283,32 @@ def estimated_run_bytes(config: RunConfig, batch_size: int) -> int:
     return 4 * 4 * batch_size * config.width * config.height * config.inr.width * layers
 
 
+def readable_bytes(count: float) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
+
+
 def check_memory(config: RunConfig, batch_size: int, device: torch.device) -> None:
-    """Refuse, before starting, a render the device cannot hold."""
+    """Refuse, before starting, an optimisation the device cannot hold."""
     needed = estimated_run_bytes(config, batch_size)
     free = mm.get_free_memory(device)
     if needed > free:
         raise ValueError(
             f"a {config.width}x{config.height} render with batch_size {batch_size} and INR width "
-            f"{config.inr.width} needs at least {needed / 2**30:.1f} GiB on {device}, but only "
-            f"{free / 2**30:.1f} GiB is free. Lower width/height (the INR can be rendered larger afterwards "
+            f"{config.inr.width} needs at least {readable_bytes(needed)} on {device}, but only "
+            f"{readable_bytes(free)} is free. Lower width/height (the INR can be rendered larger afterwards "
             f"with 'Render INR'), batch_size, or the INR width."
+        )
+
+
+def check_render_memory(width: int, height: int, count: int, host: torch.device) -> None:
+    """Refuse, before rendering, images the host cannot hold: the float32 render and its IMAGE copy
+    (Render INR assembles its chunks there)."""
+    needed = 2 * 3 * 4 * width * height * count
+    free = mm.get_free_memory(host)
+    if needed > free:
+        raise ValueError(
+            f"a {width}x{height} render of {count} INR(s) needs {readable_bytes(needed)} on {host}, but only "
+            f"{readable_bytes(free)} is free: lower width/height (or the optimiser's batch_size)"
         )
 
 

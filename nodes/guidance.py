@@ -172,7 +172,8 @@ class RobustInit(io.ComfyNode):
                     tooltip=(
                         "Seeds returned, nearest first. 1 = every image of the optimiser's batch starts from the "
                         "nearest seed; the optimiser's batch_size = each image starts from its own (1st, 2nd, ... "
-                        "nearest), so a batch does not start from one picture."
+                        "nearest), so a batch does not start from one picture. Beyond the bank's size the ranks "
+                        "start over at the nearest."
                     ),
                 ),
                 InrSettingsType.Input(

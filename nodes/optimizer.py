@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from ..inversion_core import RunConfig, Target, fit_inr_to_image, invert
+from ..inversion_core import FinerINR, RunConfig, Target, fit_inr_to_image, invert
 from ..inversion_core.schedules import SCHEDULES
 from . import comfy_bridge
 from .common import (
@@ -232,6 +232,10 @@ class INROptimizer(io.ComfyNode):
         terms = loss_term_list(loss_terms)
         if init_inr is not None and init_image is not None:
             raise ValueError("connect either init_inr or init_image, not both")
+        if isinstance(init_inr, FinerINR) and init_inr.batch_size not in (1, batch_size):
+            raise ValueError(f"init_inr holds {init_inr.batch_size} INRs but batch_size is {batch_size}: set the same "
+                             "batch_size here and on the node that made init_inr (e.g. Robust Init), or give one INR "
+                             "to start every image from it")
         config = run_config(steps, width, height, learning_rate, views, schedule, inr_settings, schedule_settings,
                             augment_settings, inr_default=getattr(init_inr, "config", None), performance=performance)
         pixels = None

@@ -26,7 +26,8 @@ class RenderINR(io.ComfyNode):
                 "beyond what was optimised is the network's own interpolation). The aspect ratio may differ "
                 "from the optimised one (the image is stretched). Renders in chunks straight into host memory, "
                 "with a progress bar and Cancel: the GPU holds one chunk, the host the image (12 bytes per pixel "
-                "per INR, twice while it becomes an IMAGE; 16384x16384 is 3 GiB)."
+                "per INR, twice while it becomes an IMAGE; 16384x16384 is 3 GiB); a render the host cannot hold "
+                "is refused before it starts."
             ),
             search_aliases=["upscale inr", "render inr", "inr resolution"],
             inputs=[
@@ -42,6 +43,8 @@ class RenderINR(io.ComfyNode):
     def execute(cls, inr, width: int, height: int) -> io.NodeOutput:
         if not isinstance(inr, FinerINR):
             raise ValueError(f"inr must come from an INR Optimizer or task node, got {type(inr).__name__}")
+        host = mm.intermediate_device()
+        comfy_bridge.check_render_memory(width, height, inr.batch_size, host)
         device = mm.get_torch_device()
         # one chunk's activations: the same four (pixels, width) float32 tensors per layer as a run's estimate
         mm.free_memory(4 * 4 * CHUNK_PIXELS * inr.config.width * (inr.config.hidden_layers + 1), device)
@@ -51,5 +54,5 @@ class RenderINR(io.ComfyNode):
             "free memory by closing other workflows, or render fewer INRs at once"
         ):
             images = inr.clone().to(device).render(  # a copy: the cached input stays where it is
-                height, width, CHUNK_PIXELS, out_device=mm.intermediate_device(), callback=progress)
-        return io.NodeOutput(image_to_comfy(images, mm.intermediate_device()))
+                height, width, CHUNK_PIXELS, out_device=host, callback=progress)
+        return io.NodeOutput(image_to_comfy(images, host))

@@ -32,8 +32,10 @@ AUGMENT_DEFAULTS = AugmentConfig()
 RUN_DEFAULTS = RunConfig()
 
 
-def _fraction(name: str, default: float, tooltip: str) -> io.Float.Input:
-    return io.Float.Input(name, default=default, min=0.0, max=1.0, step=0.01, tooltip=tooltip)
+def _fraction(name: str, default: float, tooltip: str, low: float = 0.0, high: float = 1.0) -> io.Float.Input:
+    """A fraction widget; ``low``/``high`` narrow it to what the engine accepts, so ComfyUI's own
+    validation refuses the rest before the run (open bounds such as (0, 1] end one step inside)."""
+    return io.Float.Input(name, default=default, min=low, max=high, step=0.01, tooltip=tooltip)
 
 
 class INRSettings(io.ComfyNode):
@@ -91,13 +93,13 @@ class ScheduleSettings(io.ComfyNode):
                                "large = all layers learn together (like 'flat')."),
                 _fraction("sweep_end", SCHEDULE_DEFAULTS.sweep_end,
                           "Fraction of the run after which the peak stays on the last layer (0.6 = the sweep "
-                          "takes the first 60% of the steps). Must be above 0."),
+                          "takes the first 60% of the steps).", low=0.01),
                 _fraction("floor", SCHEDULE_DEFAULTS.floor,
                           "Smallest learning-rate factor any layer gets, so no layer is frozen (0 = off-peak "
                           "layers stop learning, 1 = flat schedule)."),
                 _fraction("warmup", SCHEDULE_DEFAULTS.warmup,
-                          "Fraction of the run during which all rates ramp up linearly from 0 (0 = no warmup). "
-                          "Must be below 1."),
+                          "Fraction of the run during which all rates ramp up linearly from 0 (0 = no warmup).",
+                          high=0.99),
             ],
             outputs=[ScheduleSettingsType.Output(display_name="schedule_settings",
                                                  tooltip="Schedule shape for an optimiser.")],
@@ -123,8 +125,9 @@ class AugmentSettings(io.ComfyNode):
             ),
             search_aliases=["augmentation", "views", "cutouts", "jitter"],
             inputs=[
-                _fraction("crop_min", low, "Smallest square crop, as a fraction of the image's short side."),
-                _fraction("crop_max", high, "Largest square crop (1 = the whole short side). Must be >= crop_min."),
+                _fraction("crop_min", low, "Smallest square crop, as a fraction of the image's short side.", low=0.01),
+                _fraction("crop_max", high, "Largest square crop (1 = the whole short side). Must be >= crop_min.",
+                          low=0.01),
                 _fraction("translate", AUGMENT_DEFAULTS.translate,
                           "How far a crop may move within the free room (0 = always centred, 1 = anywhere)."),
                 _fraction("shear", AUGMENT_DEFAULTS.shear, "Largest shear, as x shift per unit of y (0 = none)."),
@@ -199,7 +202,8 @@ class PerformanceSettings(io.ComfyNode):
                 "How a run computes, not what it computes: the precision of the CLIP pass (autocast) and "
                 "whether the render and CLIP pass are compiled with torch.compile. Unconnected, runs use auto "
                 "precision and no compilation. The choices change speed and memory, not the method; a lower "
-                "precision gives slightly different images."
+                "precision or a compiled run gives a different image for the same seed (other rounding, "
+                "which the optimisation amplifies)."
             ),
             search_aliases=["autocast", "torch.compile", "inversion speed"],
             inputs=[
@@ -216,8 +220,8 @@ class PerformanceSettings(io.ComfyNode):
                     "compile", options=CompileMode, default=CompileMode(PERFORMANCE_DEFAULTS.compile),
                     tooltip=(
                         "torch.compile of the render and the CLIP pass. off: no compilation (starts at once). "
-                        "default: the first steps of every run wait for compilation (up to a minute), later "
-                        "steps are faster; pays off for long runs on a GPU. reduce-overhead: also CUDA graphs, "
+                        "default: the first run waits for compilation (up to a minute), later steps and runs "
+                        "are faster; pays off for long runs on a GPU. reduce-overhead: also CUDA graphs, "
                         "fastest per step, most memory. Falls back to off with a warning where compiling fails."
                     ),
                 ),

@@ -113,6 +113,13 @@ def test_init_image_is_fitted_first_on_the_same_progress_bar(optimize, comfy_env
     assert {e.total for e in comfy_env.events} == {10}
 
 
+def test_an_init_inr_batch_other_than_batch_size_names_both_widgets(optimize):
+    _, four = optimize(steps=1, batch_size=4).args
+    with pytest.raises(ValueError, match="init_inr holds 4 INRs but batch_size is 2: set the same batch_size"):
+        optimize(steps=1, batch_size=2, init_inr=four, inr_settings=None)
+    assert optimize(steps=1, batch_size=2, init_inr=four.select([0]), inr_settings=None)[0].shape[0] == 2
+
+
 def test_init_inr_and_init_image_together_are_refused(optimize):
     _, inr = optimize(steps=1).args
     with pytest.raises(ValueError, match="either init_inr or init_image"):
@@ -148,7 +155,7 @@ def test_ensemble_of_two_clips(optimize, pack_nodes, inversion_clip):
 
 def test_a_size_the_device_cannot_hold_is_refused_before_starting(optimize, comfy_env):
     mm.FREE_MEMORY = 10 * 2**20  # a 10 MiB device
-    with pytest.raises(ValueError, match=r"needs at least .* GiB .* Lower width/height"):
+    with pytest.raises(ValueError, match=r"needs at least 512 MiB on cpu, but only 10 MiB is free. Lower width/height"):
         optimize(width=1024, height=1024)
     assert comfy_env.events == []
 

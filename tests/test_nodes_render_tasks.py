@@ -46,6 +46,16 @@ def test_render_reports_progress_per_chunk_and_cancels(pack_nodes, small_inr, co
     assert len(comfy_env.events) == 1
 
 
+def test_a_render_the_host_cannot_hold_is_refused_before_starting(pack_nodes, small_inr, comfy_env, monkeypatch):
+    _, inr = small_inr.args
+    monkeypatch.setattr(mm, "FREE_MEMORY", 10 * 2**20)  # 10 MiB of host memory: 2 INRs at 1024² need 48 MiB
+    comfy_env.clear()
+    with pytest.raises(ValueError, match=r"1024x1024 render of 2 INR\(s\) needs 48 MiB on cpu, but only 10 MiB is free: lower width/height"):
+        run_node(pack_nodes["CLIPInversionRenderINR"], inr=inr, width=1024, height=1024)
+    assert comfy_env.events == []
+    assert run_node(pack_nodes["CLIPInversionRenderINR"], inr=inr, width=256, height=256)[0].shape == (2, 256, 256, 3)
+
+
 def test_render_out_of_memory_keeps_comfyuis_type_and_says_what_to_do(pack_nodes, small_inr, monkeypatch):
     _, inr = small_inr.args
 
@@ -129,3 +139,20 @@ def test_edit_widget_defaults_to_the_engine_edit_learning_rate(pack_nodes):
 
     assert default_lr("CLIPInversionEdit") == DEFAULT_EDIT_LR
     assert default_lr("CLIPInversionOptimizer") == default_lr("CLIPInversionStyleTransfer") == ScheduleConfig().lr
+
+
+@pytest.mark.parametrize("node_id", ["CLIPInversionINRSettings", "CLIPInversionScheduleSettings",
+                                     "CLIPInversionAugmentSettings"])
+def test_every_widget_value_the_settings_nodes_offer_is_one_the_engine_accepts(pack_nodes, node_id):
+    """ComfyUI checks a widget's min/max before the run; a value inside them that the engine then
+    refuses would fail only at run time, with an engine message (sweep_end 0, warmup 1, crop_min 0)."""
+    node = pack_nodes[node_id]
+    inputs = [i for i in node.GET_SCHEMA().inputs if getattr(i, "min", None) is not None]
+    defaults = {i.id: i.default for i in node.GET_SCHEMA().inputs}
+    for widget in inputs:
+        for value in (widget.min, widget.max):
+            values = dict(defaults, **{widget.id: value})
+            if node_id.endswith("AugmentSettings"):  # keep crop_min <= crop_max, the one cross-input rule
+                values["crop_max"] = max(values["crop_max"], values["crop_min"])
+            run_node(node, **values)
+
