@@ -152,7 +152,7 @@ def source_path(source: str) -> str:
     return os.path.realpath(path)
 
 
-def source_fingerprint(path: str) -> str:
+def folder_fingerprint(path: str) -> str:
     """Names, sizes and modification times of everything under ``path``: changes when images or
     captions are added, removed or edited, so a queued build is not answered from ComfyUI's cache."""
     if not os.path.isdir(path):
@@ -327,11 +327,11 @@ class BuildReferenceBank(io.ComfyNode):
         if not (source or "").strip():
             return ""  # linked (not known yet) or empty (validation reports it)
         try:
-            fingerprint = source_fingerprint(source_path(source))
+            fingerprint = folder_fingerprint(source_path(source))
             _, output = comfy_bridge.bank_output_path(file_name or "")
         except (OSError, ValueError):
             return ""  # validation reports the problem
-        return f"{fingerprint}|{source_fingerprint(output) if os.path.isfile(output) else ''}"
+        return f"{fingerprint}|{folder_fingerprint(output) if os.path.isfile(output) else ''}"
 
     @classmethod
     def execute(cls, clip, source: str, file_name: str, with_seeds: bool, gamma: float, seed_steps: int,
