@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -82,11 +83,22 @@ class ClipBundle:
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """Prompts -> (N, D) unit-norm embeddings."""
+        """Prompts -> (N, D) unit-norm embeddings. A prompt longer than the text tower's context is
+        cut there by the tokenizer, silently; a warning says so (prompts written for diffusion
+        models often are that long)."""
         if isinstance(texts, str):
             texts = [texts]
+        self._warn_if_cut(texts)
         tokens = self.tokenizer(list(texts)).to(self.device)
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+
+    def _warn_if_cut(self, texts: Sequence[str]) -> None:
+        encode, context = getattr(self.tokenizer, "encode", None), getattr(self.tokenizer, "context_length", None)
+        if encode is None or context is None:  # not open_clip's BPE tokenizer: its length is not ours to read
+            return
+        if any(len(encode(text)) + 2 > context for text in texts):  # + start and end tokens
+            warnings.warn(f"a prompt is longer than this CLIP's {context - 2} tokens; CLIP reads only its start "
+                          "(put what matters first)", UserWarning, stacklevel=3)
 
 
 def list_architectures() -> list[str]:

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import pytest
 import torch
@@ -176,3 +177,13 @@ def test_missing_weights_offer_a_pretrained_tag_only_where_there_are_tags(tiny_c
     assert "pretrained tag" not in str(info.value) and "<none" not in str(info.value)
     with pytest.raises(FileNotFoundError, match=r"pretrained tag such as 'openai'"):
         load_clip("ViT-B-32", missing)
+
+
+def test_a_prompt_longer_than_the_context_is_reported_not_silently_cut(tiny_clip):
+    context = tiny_clip.tokenizer.context_length
+    long_prompt = " ".join(["red"] * context)
+    with pytest.warns(UserWarning, match=f"longer than this CLIP's {context - 2} tokens"):
+        tiny_clip.encode_text(["a cat", long_prompt])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_clip.encode_text(["a cat", " ".join(["red"] * (context - 2))])  # exactly fills it: no warning
