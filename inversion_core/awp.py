@@ -1,6 +1,6 @@
 """Seed INRs: FINER networks fitted to blurred bank images with Adversarial Weight Perturbation.
 
-CLIP^-1 (D'Orazio et al., arXiv 2505.23161, METHOD.md §6) starts text-to-image inversion from a
+CLIP^-1 (D'Orazio et al., arXiv 2505.23161) starts text-to-image inversion from a
 *seed*: an INR fitted offline to a blurred copy of the bank image whose caption is closest to
 the prompt. The seed is fitted with Adversarial Weight Perturbation (AWP; Wu, Xia & Wang,
 "Adversarial Weight Perturbation Helps Robust Generalization", NeurIPS 2020) so that it sits in

@@ -1,11 +1,11 @@
 """The reference bank: real (image, caption) pairs embedded by one CLIP, plus their seed INRs.
 
-All three stabilisers of CLIP^-1 (D'Orazio et al., arXiv 2505.23161; METHOD.md §4–6) draw on
+All three stabilisers of CLIP^-1 (D'Orazio et al., arXiv 2505.23161) draw on
 this one artifact:
 
-* Procrustes projection (§4) needs paired text/image embeddings (``nearest_pairs``);
-* the blending target (§5) needs image embeddings (``nearest_images``);
-* seed initialisation (§6) needs one AWP-fitted INR per image (``nearest_seeds``).
+* Procrustes projection needs paired text/image embeddings (``nearest_pairs``);
+* the blending target needs image embeddings (``nearest_images``);
+* seed initialisation needs one AWP-fitted INR per image (``nearest_seeds``).
 
 File format (ours): one ``.safetensors`` file.
 

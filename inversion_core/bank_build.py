@@ -5,8 +5,8 @@ recursively), a ``.csv`` with ``path`` and ``caption`` columns, or a ``.jsonl`` 
 ``{"path": ..., "caption": ...}`` objects (relative paths are relative to the CSV/JSONL file).
 
 Work is split into shards of ``batch_size`` entries. For each shard the builder reads and
-centre-crops the images, embeds images and captions with the CLIP (METHOD.md §4–5), fits one
-seed INR per image to its blurred copy with AWP (§6, :mod:`inversion_core.awp`), and writes the
+centre-crops the images, embeds images and captions with the CLIP, fits one
+seed INR per image to its blurred copy with AWP (:mod:`inversion_core.awp`), and writes the
 shard atomically to ``<output>.parts/shard_NNNNNN.safetensors``. ``<output>.parts/manifest.json``
 records the settings; a rerun with the same settings skips finished shards (resume after an
 interruption), a rerun with other settings is refused with the differences listed. When every

@@ -1,14 +1,14 @@
 """Turn a reference bank into the three text-to-image stabilisers of CLIP^-1, each on or off.
 
-CLIP^-1 (D'Orazio et al., arXiv 2505.23161; METHOD.md §4–6) uses a bank of real (image, caption)
+CLIP^-1 (D'Orazio et al., arXiv 2505.23161) uses a bank of real (image, caption)
 pairs three ways. Given the prompts' targets and a bank embedded by one CLIP of the run, this
 module returns what :func:`~inversion_core.optimise.invert` needs:
 
-* **targets**: Procrustes-projected text directions (§4), ``normalize(R e_text)``, for the bank's
+* **targets**: Procrustes-projected text directions, ``normalize(R e_text)``, for the bank's
   CLIP (``procrustes="local"``: R per prompt from its k nearest pairs; ``"global"``: one R for
   the bank; ``"off"``);
-* **loss_terms**: a :class:`~inversion_core.blending.BlendingLoss` (§5), ``β (1 − cos(e*, e_img*))``;
-* **init**: the seed INR (§6) whose caption is nearest each prompt.
+* **loss_terms**: a :class:`~inversion_core.blending.BlendingLoss`, ``β (1 − cos(e*, e_img*))``;
+* **init**: the seed INR whose caption is nearest each prompt.
 
 Defaults in :class:`BankOptions` (all three on when a bank is given) are ours: the paper's full
 method uses all three, and publishes none of k, τ, β.
@@ -40,13 +40,13 @@ PROCRUSTES_MODES = ("local", "global", "off")
 class BankOptions:
     """Which bank stabilisers text-to-image uses, and their settings (defaults ours)."""
 
-    procrustes: str = "local"  # local | global | off: modality-gap projection of the text target (§4)
+    procrustes: str = "local"  # local | global | off: modality-gap projection of the text target
     procrustes_k: int = DEFAULT_LOCAL_K  # neighbour pairs per prompt for the local fit (≥ 2)
     procrustes_center: bool = False  # fit on centred neighbours and map affinely (ours, off)
-    blend_beta: float = DEFAULT_BLEND_BETA  # weight β of the blending term (0 = off) (§5)
+    blend_beta: float = DEFAULT_BLEND_BETA  # weight β of the blending term (0 = off)
     blend_k: int = DEFAULT_BLEND_K  # bank images mixed into the blending target
     blend_tau: float = DEFAULT_BLEND_TAU  # softmax temperature on their cosine similarities
-    use_seed: bool = True  # start from the nearest seed INR instead of a random one (§6)
+    use_seed: bool = True  # start from the nearest seed INR instead of a random one
 
     def __post_init__(self) -> None:
         problems = []

@@ -1,6 +1,6 @@
 """Blending target and loss: anchor the inversion to the bank's natural-image embeddings.
 
-CLIP^-1 (D'Orazio et al., arXiv 2505.23161; METHOD.md §5) adds to the inversion loss a pull
+CLIP^-1 (D'Orazio et al., arXiv 2505.23161) adds to the inversion loss a pull
 toward a convex combination of real image embeddings similar to the prompt::
 
     s_j    = cos(q, e_img_j)  for the k bank images nearest the query q

@@ -92,10 +92,10 @@ def _add_run_args(parser: argparse.ArgumentParser, steps: int, lr: float = Sched
     group.add_argument("--views", type=int, default=aug.views, help=f"augmented views per step (default {aug.views})")
     add_inr_arguments(group)
     group.add_argument("--autocast", default=run.precision, choices=AUTOCAST_PRECISIONS,
-                       help="mixed precision of the CLIP pass (default auto: bf16 on CUDA, fp32 on CPU)")
+                       help="mixed precision of the CLIP pass (default auto: bf16 on CUDA, or the weights' own "
+                       "fp16/bf16, fp32 on CPU)")
     group.add_argument("--compile", default=run.compile, choices=COMPILE_MODES,
                        help="torch.compile the step (reduce-overhead adds CUDA graphs); falls back to eager")
-    group.add_argument("--save-inr", type=Path, help="also save the INR (.safetensors) to re-render it later")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                            (edit, DEFAULT_EDIT_STEPS, DEFAULT_EDIT_LR)):
         add_model_arguments(sub)
         _add_run_args(sub, steps, lr)
+        sub.add_argument("--save-inr", type=Path, help="also save the INR (.safetensors) to re-render it later")
 
     batch = commands.add_parser("batch", help="a prompt file to a folder of images; resumable; runs under torchrun")
     batch.add_argument("--prompts", type=Path, required=True, help="text file, one prompt per line ('#' = comment)")

@@ -1,6 +1,6 @@
 """The inversion objective: cosine distance between the views' mean embedding and the target.
 
-CLIP⁻¹ (METHOD.md §3): the n view embeddings of an image are L2-normalised, averaged and
+CLIP⁻¹: the n view embeddings of an image are L2-normalised, averaged and
 re-normalised into one embedding e, and the loss is Σ_t w_t (1 - cos(e, e_t)) over the target's
 terms (negative w_t pushes away). Extra terms (blending toward real image embeddings, a content
 term for style transfer) follow the :class:`LossTerm` protocol and return one value per image.

@@ -1,7 +1,7 @@
 """Orthogonal Procrustes projection of text embeddings into the image region (modality gap).
 
 CLIP's text and image embeddings occupy different regions of the unit sphere (the "modality
-gap"). CLIP^-1 (D'Orazio et al., arXiv 2505.23161, METHOD.md §4) closes the gap for a prompt
+gap"). CLIP^-1 (D'Orazio et al., arXiv 2505.23161) closes the gap for a prompt
 by fitting an orthogonal map from text embeddings to image embeddings on paired reference data
 and inverting toward the mapped text embedding::
 
@@ -14,7 +14,7 @@ and inverting toward the mapped text embedding::
 This module stores embeddings as rows (k, D), so ``E_T`` here is the transpose of the paper's
 matrix and ``M = E_Iᵀ E_T`` (D, D); a row vector ``e`` maps to ``e @ Rᵀ``.
 
-Two variants (METHOD.md §4):
+Two variants:
 
 * **local**: per prompt, fit R on the prompt's k nearest (text, image) bank pairs;
 * **global**: one R fitted on the whole bank (cheap fallback; fitted once per bank).
@@ -112,7 +112,7 @@ def orthogonal_procrustes(E_T: torch.Tensor, E_I: torch.Tensor) -> torch.Tensor:
     """Orthogonal R minimising ‖R E_Tᵀ − E_Iᵀ‖_F for paired rows; R = U Vᵀ with M = E_Iᵀ E_T = U Σ Vᵀ.
 
     Source: Schönemann (1966); used by CLIP^-1 (arXiv 2505.23161) to map text embeddings onto
-    image embeddings (METHOD.md §4).
+    image embeddings.
 
     Args:
         E_T: (k, D) text embeddings (rows), paired with
@@ -156,8 +156,9 @@ def project_local(
 ) -> torch.Tensor:
     """Local Procrustes projection: per prompt, R fitted on that prompt's k neighbour pairs.
 
-    target_b = normalize(R_b e_b)  with R_b = orthogonal_procrustes(E_T[b], E_I[b])
-    (METHOD.md §4). With ``center=True`` (ours, off by default):
+    target_b = normalize(R_b e_b)  with R_b = orthogonal_procrustes(E_T[b], E_I[b]).
+
+    With ``center=True`` (ours, off by default):
     target_b = normalize(R_b (e_b − μ_T,b) + μ_I,b), R_b fitted on centred neighbours.
 
     Args:

@@ -1,6 +1,6 @@
 """Exact cosine top-k retrieval over a large embedding matrix, in chunks.
 
-The reference bank (METHOD.md §4–6) is queried with a prompt's embedding for its k nearest
+The reference bank is queried with a prompt's embedding for its k nearest
 entries: neighbour pairs for local Procrustes, neighbour image embeddings for the blending
 target, the nearest seed for initialisation. Retrieval is exact (no approximate index): the
 similarity ``s_bn = q_b · k_n / (‖q_b‖ ‖k_n‖)`` is computed for every key, ``chunk_size`` keys at

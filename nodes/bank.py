@@ -1,7 +1,7 @@
 """Reference bank nodes: load a bank file, or build one from captioned images.
 
 A reference bank holds real (image, caption) pairs embedded by one CLIP, plus optional AWP seed
-INRs (``inversion_core.bank``; METHOD.md §4–6). Banks live in ``models/clip_inversion_banks`` (paths
+INRs (``inversion_core.bank``). Banks live in ``models/clip_inversion_banks`` (paths
 set for ``clip_inversion_banks`` in extra_model_paths.yaml are searched first). The CLIP is
 checked where it is known: in the Procrustes, Robust Init and Blending Loss nodes.
 """
@@ -345,8 +345,8 @@ class BuildReferenceBank(io.ComfyNode):
         inr_config = inr_settings or INR_DEFAULTS
         seed_config = SeedConfig(gamma=gamma, steps=seed_steps, blur_sigma=blur)
         folder = source_path(source)
-        # TEMP (nodes_needs A7): build_bank reads the entries itself but reports no total before its
-        # first shard, so the node reads them too, for the progress bar's total and the reuse check.
+        # build_bank reads the entries itself but reports no total before its first shard, so the node
+        # reads them too, for the progress bar's total, the input-folder check and the reuse check.
         entries, _ = read_usable_entries(folder)
         outside = [e.path for e in entries if not is_inside(input_folder(), e.path)]
         if outside:
@@ -369,8 +369,8 @@ class BuildReferenceBank(io.ComfyNode):
         (bundle,) = comfy_bridge.load_for_run([clip], memory)
         interrupted_before = os.path.isdir(output + comfy_bridge.PARTS_SUFFIX)
         # build_bank calls back after each finished shard (batch_size images): Cancel takes effect at the
-        # next shard boundary and a rerun resumes from the shards on disk. TEMP (notes/nodes_needs.md A7):
-        # no callback inside a shard yet, so the node exposes batch_size to make Cancel quicker.
+        # next shard boundary and a rerun resumes from the shards on disk; there is no callback inside a
+        # shard, so the node exposes batch_size to make Cancel quicker.
         progress = comfy_bridge.CountProgress(len(entries))
         hint = (f"out of memory building bank {name!r} with batch_size {batch_size}: lower batch_size (or the "
                 "INR width in inr_settings)")

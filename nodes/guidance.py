@@ -1,10 +1,10 @@
-"""Bank guidance nodes: CLIP⁻¹'s three text-to-image stabilisers (METHOD.md §4–6), one node each.
+"""Bank guidance nodes: CLIP⁻¹'s three text-to-image stabilisers, one node each.
 
-* Procrustes Projection (§4): the text target moved into the image region of the embedding space
+* Procrustes Projection: the text target moved into the image region of the embedding space
   by an orthogonal map fitted on bank pairs (local: per prompt, on its k nearest pairs; global).
-* Blending Loss (§5): β (1 − cos(e*, e_img*)) toward a softmax-weighted mix of the bank images
+* Blending Loss: β (1 − cos(e*, e_img*)) toward a softmax-weighted mix of the bank images
   nearest the target.
-* Robust Init (§6): the AWP seed INR whose caption is nearest the prompt, as the starting INR.
+* Robust Init: the AWP seed INR whose caption is nearest the prompt, as the starting INR.
 
 Each node makes one ``prepare_text_to_image`` call with only its own stabiliser switched on, so
 wired as in the ``text_to_image_with_bank`` example (seeds and projection from the text target,

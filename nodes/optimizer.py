@@ -140,8 +140,8 @@ def run_config(steps: int, width: int, height: int, learning_rate: float, views:
 def loss_term_list(value) -> list:
     """The ``loss_terms`` input as a list: None -> [], one term -> [term], a list stays a list.
 
-    The engine keys terms by ``name`` each step, so two terms of one name would silently replace
-    each other; that is refused here (TEMP until the engine refuses it, notes/nodes_needs.md A9).
+    The engine keys terms by ``name`` each step and refuses two of one name; the node refuses them
+    first, in words that name the loss nodes to connect.
     """
     if value is None:
         return []

@@ -173,25 +173,23 @@ ComfyUI unloads the CLIP model when the diffusion model needs the memory.""", (-
     return b.workflow()
 
 
-TOY_CLIP = "toyclip.safetensors"  # benchmarks/toyworld/model/, written by `python -m benchmarks.toyworld.train_clip`
+TOY_CLIP = "toyclip.safetensors"  # ships in benchmarks/toyworld/model/ (with toyclip.json)
 TOY_BANK = "toyworld_reference.safetensors"  # a bank of benchmarks/toyworld/reference_set for that CLIP
 
 BANK_NOTE = f"""## Files: the toy world's CLIP and a bank of its reference set
 
 This example runs on a CPU: it uses the repository's toy world (a small CLIP trained on
-coloured shapes) and a reference bank of the 384 captioned pictures in
-`benchmarks/toyworld/reference_set/`. Make both once, from the repository root:
+coloured shapes, shipped in `benchmarks/toyworld/model/`) and a reference bank of the 384
+captioned pictures in `benchmarks/toyworld/reference_set/`. Build the bank once, from the
+repository root:
 
 ```
-python -m benchmarks.toyworld.train_clip
 python -m inversion_core bank build --source benchmarks/toyworld/reference_set \\
-    --model benchmarks/toyworld/model/toyclip.json \\
     --weights benchmarks/toyworld/model/toyclip.safetensors \\
     --out /path/to/ComfyUI/models/clip_inversion_banks/{TOY_BANK}
 ```
 
-(training takes about 25 minutes on 2 CPU cores). Then copy
-`benchmarks/toyworld/model/toyclip.safetensors` and `toyclip.json` into
+Then copy `benchmarks/toyworld/model/toyclip.safetensors` and `toyclip.json` into
 
 ```
 ComfyUI/models/clip_inversion/

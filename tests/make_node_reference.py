@@ -1,7 +1,7 @@
 """Print the node reference (one Markdown section per node) from the node schemas:
 ``python tests/make_node_reference.py [node_id ...]``.
 
-The "Nodes" part of the README's ComfyUI section is this output, so it always matches the tooltips,
+The "Nodes" section of NODES.md is this output, so it always matches the tooltips,
 defaults and ranges users see. Like ComfyUI, it needs no models: file lists come from an empty
 stub models folder (file inputs then show no choices).
 """

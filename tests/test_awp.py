@@ -1,4 +1,4 @@
-"""AWP seed fitting (METHOD.md §6): perturbation size, robustness gain, fidelity, batching."""
+"""AWP seed fitting: perturbation size, robustness gain, fidelity, batching."""
 
 from __future__ import annotations
 

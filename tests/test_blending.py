@@ -1,4 +1,4 @@
-"""Blending target/loss (METHOD.md §5) and the bank guidance that feeds text-to-image (§4–6)."""
+"""Blending target/loss and the bank guidance that feeds text-to-image."""
 
 from __future__ import annotations
 

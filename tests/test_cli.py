@@ -279,3 +279,9 @@ def test_bank_options_without_a_bank_are_refused_not_ignored(option, tiny_clip_c
     err = _exit_message(["generate", "--model", str(tiny_clip_config), "--prompt", "x", "--out",
                          str(tmp_path / "x.png"), *option, *TINY], capsys)
     assert "only apply with a reference bank: add --bank FILE" in err
+
+
+def test_batch_has_no_save_inr_it_would_ignore(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["batch", "--prompts", "p.txt", "--out-dir", str(tmp_path), "--save-inr", str(tmp_path / "x.safetensors")])
+    assert info.value.code == 2 and "unrecognized arguments: --save-inr" in capsys.readouterr().err

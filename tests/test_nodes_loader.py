@@ -103,6 +103,11 @@ def test_loads_weights_with_their_sibling_config(loader, tiny_model):
         json.dump({"model_cfg": node_harness.TINY_CLIP_CONFIG, "preprocess_cfg": {}}, handle)
     hub = run_node(loader, model="hub/open_clip_model.safetensors", device="cpu", precision="fp32")[0]
     assert hub.identity.startswith("hub@")
+    # a bank built on the command line with --weights <that file> and no --model names the CLIP alike
+    from inversion_core import load_clip
+
+    for loaded, name in ((clip, "mine.safetensors"), (hub, "hub/open_clip_model.safetensors")):
+        assert load_clip(None, weights=os.path.join(root, name)).identity == loaded.identity
     with torch.inference_mode(False):
         expected = reference.bundle.encode_text(["a dog"])
         for loaded in (clip, hub):

@@ -1,4 +1,4 @@
-"""Orthogonal Procrustes (METHOD.md §4): exact recovery, optimality, and the modality-gap effect."""
+"""Orthogonal Procrustes: exact recovery, optimality, and the modality-gap effect."""
 
 from __future__ import annotations
 
