@@ -211,7 +211,8 @@ class PerformanceSettings(io.ComfyNode):
                     "precision", options=AutocastPrecision, default=AutocastPrecision(PERFORMANCE_DEFAULTS.precision),
                     tooltip=(
                         "Number format of the CLIP pass (the INR always computes in fp32). auto: bf16 on a "
-                        "CUDA GPU (fp16 on GPUs without bf16), fp32 on the CPU, where autocast is slower. "
+                        "CUDA GPU (fp16 on GPUs without bf16, or the CLIP's own fp16/bf16 when Load CLIP stores "
+                        "it so), fp32 on the CPU, where autocast is slower. "
                         "fp32: exact and slowest on a GPU. bf16: faster and lighter on recent GPUs, tiny "
                         "rounding differences. fp16: for older GPUs; gradients are scaled to avoid underflow."
                     ),
