@@ -206,6 +206,38 @@ def _parts_dir(output: Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
+def request_differences(bank: ReferenceBank, clip_identity: str, *, with_seeds: bool, inr_config: INRConfig,
+                        seed_config: SeedConfig, random_seed: int, entries: Sequence[Entry]) -> list[str]:
+    """How an existing bank differs from what a build would make now, each as "built ..." wording
+    (empty: it is that bank, and building again would only repeat the work).
+
+    Banks record what they were built from (``entries_fingerprint``: paths, file sizes and times,
+    captions; and random_seed); for a bank from before they did, the image paths are compared.
+    """
+    problems = []
+    if bank.clip_identity != clip_identity:
+        problems.append(f"with CLIP {bank.clip_identity!r} (clip is {clip_identity!r})")
+    if bank.has_seeds != with_seeds:
+        problems.append("with seeds" if bank.has_seeds else "without seeds")
+    elif with_seeds and bank.inr_config != inr_config:
+        problems.append(f"with seed INR settings {bank.inr_config} (requested {inr_config})")
+    elif with_seeds and bank.seed_config != seed_config:
+        problems.append(f"with seed settings {bank.seed_config} (requested {seed_config})")
+    elif with_seeds and bank.build_info.get("random_seed", random_seed) != random_seed:
+        problems.append(f"with random_seed {bank.build_info['random_seed']} (requested {random_seed})")
+    recorded_from = bank.build_info.get("source_fingerprint")
+    if recorded_from is not None:
+        if recorded_from != entries_fingerprint(entries):
+            problems.append(f"from other images or captions ({len(bank)} pairs; the source now holds "
+                            f"{len(entries)}, or some were edited)")
+        return problems
+    unreadable = int(bank.build_info.get("skipped", {}).get("unreadable_image", 0))
+    recorded, sources = set(bank.sources), {e.path for e in entries}
+    if not recorded <= sources or len(sources - recorded) > unreadable:
+        problems.append(f"from other images ({len(recorded)} pairs; the source now holds {len(sources)})")
+    return problems
+
+
 def build_bank(
     source: str | Path,
     output: str | Path,
@@ -451,18 +483,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"images per shard / CLIP batch / batched seed fit (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the seed INRs (default 0)")
-    parser.add_argument("--restart", action="store_true", help="discard an interrupted build instead of resuming it")
+    parser.add_argument("--restart", action="store_true",
+                        help="build from scratch: discard an interrupted build, rebuild an up-to-date bank")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def run_from_args(args: argparse.Namespace) -> BuildReport:
-    """Run ``bank build`` from parsed arguments (configs are checked before the CLIP is loaded)."""
+def run_from_args(args: argparse.Namespace) -> BuildReport | None:
+    """Run ``bank build`` from parsed arguments (configs are checked before the CLIP is loaded); an
+    existing ``--out`` built from the same request is kept (None), one built otherwise is rebuilt."""
     from .clip_models import load_clip
 
     inr_config = inr_config_from_args(args)
     seed_config = SeedConfig(gamma=args.gamma, steps=args.seed_steps, lr=args.seed_lr, size=args.seed_size,
                              blur_sigma=args.blur)
     clip = load_clip(args.model, args.weights, device=args.device, precision=args.precision)
+    if not args.restart and Path(args.out).is_file():
+        bank = ReferenceBank.load(args.out)
+        entries, _ = read_usable_entries(args.source)
+        differences = request_differences(bank, clip.identity, with_seeds=not args.no_seeds, inr_config=inr_config,
+                                          seed_config=seed_config, random_seed=args.seed, entries=entries)
+        if not differences:
+            print(f"bank {args.out} is up to date: built from these images with this CLIP and these settings "
+                  f"({len(bank)} pairs); --restart builds it again")
+            return None
+        print(f"rebuilding {args.out}: it was built {'; '.join(differences)}", file=sys.stderr)
     report = build_bank(args.source, args.out, clip, inr_config=inr_config, seed_config=seed_config,
                         with_seeds=not args.no_seeds, batch_size=args.batch_size, random_seed=args.seed,
                         resume=not args.restart, progress=not args.quiet)

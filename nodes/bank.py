@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
 from enum import Enum
 
 import comfy.model_management as mm
@@ -22,7 +21,7 @@ from comfy_api.latest import io
 from ..inversion_core import INRConfig
 from ..inversion_core.awp import SeedConfig
 from ..inversion_core.bank import ReferenceBank, load_bank
-from ..inversion_core.bank_build import DEFAULT_BATCH_SIZE, Entry, build_bank, entries_fingerprint, read_usable_entries
+from ..inversion_core.bank_build import DEFAULT_BATCH_SIZE, build_bank, read_usable_entries, request_differences
 from . import comfy_bridge
 from .common import CATEGORY, BankType, ClipType, InrSettingsType, choice, make_schema
 from .settings import INR_DEFAULTS
@@ -172,37 +171,6 @@ def seed_fit_bytes(inr_config: INRConfig, seed_config: SeedConfig, batch_size: i
     """Rough bound (ours) on what one shard's seed fit keeps for backward; the same four (H·W, width)
     float32 tensors per sine layer and image as ``comfy_bridge.estimated_run_bytes``."""
     return 4 * 4 * batch_size * seed_config.size ** 2 * inr_config.width * (inr_config.hidden_layers + 1)
-
-
-def mismatches(bank: ReferenceBank, clip_identity: str, with_seeds: bool, inr_config: INRConfig,
-               seed_config: SeedConfig, random_seed: int, entries: Sequence[Entry]) -> list[str]:
-    """How an existing bank differs from what a build would make now (empty: it is that bank).
-
-    Banks record what they were built from (``entries_fingerprint``: paths, file sizes and times,
-    captions; and random_seed); for a bank from before they did, the image paths are compared.
-    """
-    problems = []
-    if bank.clip_identity != clip_identity:
-        problems.append(f"with CLIP {bank.clip_identity!r} (clip is {clip_identity!r})")
-    if bank.has_seeds != with_seeds:
-        problems.append("with seeds" if bank.has_seeds else "without seeds")
-    elif with_seeds and bank.inr_config != inr_config:
-        problems.append(f"with seed INR settings {bank.inr_config} (requested {inr_config})")
-    elif with_seeds and bank.seed_config != seed_config:
-        problems.append(f"with seed settings {bank.seed_config} (requested {seed_config})")
-    elif with_seeds and bank.build_info.get("random_seed", random_seed) != random_seed:
-        problems.append(f"with random_seed {bank.build_info['random_seed']} (requested {random_seed})")
-    recorded_from = bank.build_info.get("source_fingerprint")
-    if recorded_from is not None:
-        if recorded_from != entries_fingerprint(entries):
-            problems.append(f"from other images or captions ({len(bank)} pairs; the source now holds "
-                            f"{len(entries)}, or some were edited)")
-        return problems
-    unreadable = int(bank.build_info.get("skipped", {}).get("unreadable_image", 0))
-    recorded, sources = set(bank.sources), {e.path for e in entries}
-    if not recorded <= sources or len(sources - recorded) > unreadable:
-        problems.append(f"from other images ({len(recorded)} pairs; the source now holds {len(sources)})")
-    return problems
 
 
 class BuildReferenceBank(io.ComfyNode):
@@ -356,7 +324,8 @@ class BuildReferenceBank(io.ComfyNode):
         if mode is IfExists.REUSE and os.path.isfile(output):
             with torch.inference_mode(False):
                 bank = load_bank(output)
-            problems = mismatches(bank, clip.identity, with_seeds, inr_config, seed_config, random_seed, entries)
+            problems = request_differences(bank, clip.identity, with_seeds=with_seeds, inr_config=inr_config,
+                                           seed_config=seed_config, random_seed=random_seed, entries=entries)
             if problems:
                 raise ValueError(
                     f"bank {name!r} already exists but was built {'; '.join(problems)}. Set if_exists to 'rebuild' "

@@ -206,6 +206,24 @@ def test_cli_builds_a_bank(image_folder, tmp_path, tiny_clip_config, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_cli_rerun_keeps_an_up_to_date_bank_and_rebuilds_a_different_one(image_folder, tmp_path, tiny_clip_config,
+                                                                         capsys, monkeypatch):
+    out = tmp_path / "cli.safetensors"
+    command = ["bank", "build", "--source", str(image_folder), "--out", str(out), "--model", str(tiny_clip_config),
+               "--inr-width", "16", "--inr-layers", "1", "--seed-steps", "2", "--seed-size", "16", "--quiet"]
+    assert cli.main(command) == 0
+    built = []
+    real_build = bank_build.build_bank
+    monkeypatch.setattr(bank_build, "build_bank", lambda *a, **k: built.append(1) or real_build(*a, **k))
+    capsys.readouterr()
+    assert cli.main(command) == 0  # the same request again: hours of seed fitting are not repeated
+    assert built == [] and "is up to date" in capsys.readouterr().out
+    assert cli.main([*command, "--seed", "3"]) == 0
+    assert built == [1] and "rebuilding" in capsys.readouterr().err
+    assert load_bank(out).build_info["random_seed"] == 3
+    assert cli.main([*command, "--seed", "3", "--restart"]) == 0 and built == [1, 1]
+
+
 # --- the file: CLIP identity and corruption -----------------------------------------------------
 
 
