@@ -316,7 +316,8 @@ class BuildReferenceBank(io.ComfyNode):
         # build_bank reads the entries itself but reports no total before its first shard, so the node
         # reads them too, for the progress bar's total, the input-folder check and the reuse check.
         entries, _ = read_usable_entries(folder)
-        outside = [e.path for e in entries if not is_inside(input_folder(), e.path)]
+        inputs = input_folder()
+        outside = [e.path for e in entries if not is_inside(inputs, e.path)]
         if outside:
             raise ValueError(f"source {source!r} lists {len(outside)} image(s) outside ComfyUI's input folder, e.g. "
                              f"{outside[0]!r}: the node reads only inside it; copy them there, or build with "

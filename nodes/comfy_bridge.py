@@ -313,9 +313,10 @@ def check_render_memory(width: int, height: int, count: int, host: torch.device)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """ComfyUI's own test where it has one (newer ones also recognise accelerator OOM errors)."""
-    is_oom = getattr(mm, "is_oom", None)
-    return is_oom(exc) if is_oom is not None else isinstance(exc, mm.OOM_EXCEPTION)
+    """A MemoryError (the engine reports an OOM in its loop as one, naming the run's sizes), or
+    what ComfyUI's own test calls one (newer ComfyUI also recognises accelerator OOM errors)."""
+    is_oom = getattr(mm, "is_oom", None) or (lambda error: isinstance(error, mm.OOM_EXCEPTION))
+    return isinstance(exc, MemoryError) or is_oom(exc)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import node_harness
 import pytest
 import torch
 from node_harness import (
@@ -161,38 +162,38 @@ def test_a_size_the_device_cannot_hold_is_refused_before_starting(optimize, comf
 
 
 def test_out_of_memory_during_the_run_names_the_inputs_to_lower(optimize, monkeypatch):
-    import node_harness
-
-    optimizer = node_harness.pack_module("nodes.optimizer")
+    """The engine reports an OOM in the loop as a MemoryError naming the run's sizes (raised from
+    the original); the node still hands ComfyUI its own OOM type, so ComfyUI adds its tips and
+    unloads models."""
+    engine = node_harness.pack_module("inversion_core.optimise")
 
     def exhausted(*args, **kwargs):
-        raise mm.OOM_EXCEPTION("CUDA out of memory")
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(optimizer, "invert", exhausted)
+    monkeypatch.setattr(engine, "_optimise", exhausted)
     calls_before = mm.empty_cache_calls
     with pytest.raises(mm.OOM_EXCEPTION, match="out of memory .* Lower width/height, batch_size or views"):
-        optimize()  # ComfyUI's own OOM type, so ComfyUI still adds its tips and unloads models
+        optimize()
     assert mm.empty_cache_calls > calls_before
 
 
 def test_accelerator_out_of_memory_is_recognised_where_comfyui_knows_it(optimize, monkeypatch):
-    """Newer ComfyUI has mm.is_oom, which also knows e.g. torch.AcceleratorError OOMs; other errors
-    pass through untouched."""
-    import node_harness
-
+    """Newer ComfyUI has mm.is_oom, which also knows e.g. torch.AcceleratorError OOMs: one raised
+    where the engine does not wrap it (fitting the init image) is recognised; other errors pass
+    through untouched."""
     def raises(message):
-        def invert(*args, **kwargs):
+        def fit(*args, **kwargs):
             raise RuntimeError(message)
-        return invert
+        return fit
 
     optimizer = node_harness.pack_module("nodes.optimizer")
     monkeypatch.setattr(mm, "is_oom", lambda exc: "out of memory" in str(exc), raising=False)
-    monkeypatch.setattr(optimizer, "invert", raises("CUDA error: out of memory"))
+    monkeypatch.setattr(optimizer, "fit_inr_to_image", raises("CUDA error: out of memory"))
     with pytest.raises(mm.OOM_EXCEPTION, match="Lower width/height"):
-        optimize()
-    monkeypatch.setattr(optimizer, "invert", raises("shape mismatch"))
+        optimize(init_image=torch.rand(1, 8, 8, 3))
+    monkeypatch.setattr(optimizer, "fit_inr_to_image", raises("shape mismatch"))
     with pytest.raises(RuntimeError, match="^shape mismatch$"):
-        optimize()
+        optimize(init_image=torch.rand(1, 8, 8, 3))
 
 
 @pytest.mark.parametrize("name, value, message", [
